@@ -1,0 +1,179 @@
+"""Tests of unet_tutorial.models: tile arithmetic, shapes, parameter counts, seeds."""
+
+import numpy as np
+import pytest
+
+from unet_tutorial import models
+
+
+# ---- tile arithmetic ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, out", [(572, 388), (700, 516), (188, 4), (684, 500)])
+def test_output_size_matches_paper_and_hand_arithmetic(size, out):
+    assert models.output_size(size) == out
+
+
+def _output_by_hand(size, depth):
+    """Walk the network level by level, independent of models._valid_output."""
+    sizes = [size]
+    for _ in range(depth):
+        sizes.append((sizes[-1] - 4) / 2)
+    size = sizes[-1] - 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    ok = all(float(s).is_integer() and s > 0 for s in sizes) and size > 0
+    return int(size) if ok else None
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_valid_sizes_follow_the_mod_rule(depth):
+    valid = [s for s in range(1, 400) if _output_by_hand(s, depth)]
+    assert valid, "some size must fit"
+    step = 2**depth
+    assert all(s % step == valid[0] % step for s in valid)
+    assert valid == list(range(valid[0], 400, step))
+    if depth == 4:
+        assert valid[0] % 16 == 12
+    for s in valid:
+        assert models.output_size(s, depth) == _output_by_hand(s, depth)
+
+
+def test_same_padding_output_equals_input():
+    assert models.output_size(512, padding="same") == 512
+    with pytest.raises(ValueError, match="multiple of 16"):
+        models.output_size(500, padding="same")
+
+
+def test_wrong_size_error_names_nearest_valid_sizes():
+    with pytest.raises(ValueError, match="556 or 572"):
+        models.output_size(570)
+    with pytest.raises(ValueError, match="188"):
+        models.output_size(100)
+
+
+def test_valid_input_size_is_smallest_with_enough_output():
+    assert models.valid_input_size(388) == 572
+    assert models.valid_input_size(389) == 588
+    assert models.valid_input_size(1) == 188
+    for want in (1, 50, 388, 500):
+        size = models.valid_input_size(want)
+        assert models.output_size(size) >= want
+        assert _output_by_hand(size - 16, 4) is None or _output_by_hand(size - 16, 4) < want
+
+
+def test_context_and_skip_crops():
+    assert models.context(4) == 92 == (572 - 388) // 2
+    assert models.context(2) == 20
+    assert models.skip_crops(4) == [88, 40, 16, 4]
+
+
+# ---- the networks ------------------------------------------------------------------
+
+
+def test_paper_unet_has_31_030_593_parameters_and_388_output():
+    net = models.unet((572, 572, 1))
+    assert net.count_params() == 31_030_593
+    assert net.output_shape == (None, 388, 388, 1)
+    # the paper's crop: 568 -> 392 at the top level
+    assert net.get_layer("dec1_crop").output.shape[1] == 392
+
+
+def test_upsample_conv_decoder_and_same_padding():
+    net = models.unet((64, 64, 1), padding="same", base_filters=4, upsampling="upsample_conv")
+    assert net.output_shape == (None, 64, 64, 1)
+    assert net.get_layer("dec1_upsample") is not None
+
+
+@pytest.mark.parametrize("n_classes, activation", [(1, "sigmoid"), (3, "softmax")])
+def test_output_activation_and_range(n_classes, activation):
+    net = models.unet((None, None, 1), n_classes=n_classes, depth=2, base_filters=2, seed=0)
+    x = np.random.default_rng(0).random((2, 92, 92, 1)).astype("float32")
+    y = np.asarray(net.predict(x, verbose=0))
+    assert y.shape == (2, models.output_size(92, 2), models.output_size(92, 2), n_classes)
+    assert net.layers[-1].name == f"output_{activation}"
+    assert y.min() >= 0 and y.max() <= 1
+    if n_classes > 1:
+        np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-5)
+
+
+def test_fully_convolutional_valid_unet_accepts_any_valid_size():
+    net = models.unet((None, None, 1), depth=2, base_filters=2, seed=0)
+    for size in (44, 60, 300):
+        out = net.predict(np.zeros((1, size, size, 1), "float32"), verbose=0)
+        assert out.shape[1] == models.output_size(size, 2)
+
+
+def test_same_seed_same_weights_different_seed_different():
+    a = models.unet((None, None, 1), depth=2, base_filters=4, seed=7)
+    b = models.unet((None, None, 1), depth=2, base_filters=4, seed=7)
+    c = models.unet((None, None, 1), depth=2, base_filters=4, seed=8)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
+
+
+def test_readable_names():
+    net = models.unet((None, None, 1), depth=3, base_filters=2)
+    assert net.name == "unet_valid_d3_f2"
+    names = {layer.name for layer in net.layers}
+    assert {"enc1_conv1", "bottleneck_conv2", "dec1_crop", "dec3_upconv", "classifier"} <= names
+
+
+def test_batch_norm_adds_normalisation_layers():
+    net = models.unet((None, None, 1), padding="same", depth=2, base_filters=2, batch_norm=True)
+    assert sum(layer.__class__.__name__ == "BatchNormalization" for layer in net.layers) == 10
+
+
+def test_dropout_sits_at_end_of_contracting_path():
+    net = models.unet((None, None, 1), depth=3, base_filters=2, dropout=0.5)
+    drops = [layer.name for layer in net.layers if layer.__class__.__name__ == "Dropout"]
+    assert drops == ["enc3_dropout", "bottleneck_dropout"]
+    assert not any("Dropout" in l.__class__.__name__ for l in models.unet((None, None, 1), depth=2, base_filters=2, dropout=0).layers)
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="padding"):
+        models.unet((572, 572, 1), padding="full")
+    with pytest.raises(ValueError, match="Nearest valid sizes"):
+        models.unet((570, 572, 1))
+    with pytest.raises(ValueError, match="height, width, channels"):
+        models.unet((572, 572))
+    with pytest.raises(ValueError, match="n_classes"):
+        models.unet((None, None, 1), depth=2, base_filters=2, n_classes=0)
+
+
+def test_mini_unet_shapes_and_parameter_count():
+    net = models.mini_unet((128, 128, 1), n_classes=1, base_filters=16)
+    assert net.output_shape == (None, 128, 128, 1)
+    f = 16  # count by hand: 3x3 convs (k*k*cin+1)*cout, 2x2 transposed convs, 1x1 classifier
+    conv = lambda cin, cout, k=3: (k * k * cin + 1) * cout  # noqa: E731
+    expected = (
+        conv(1, f) + conv(f, f)
+        + conv(f, 2 * f) + conv(2 * f, 2 * f)
+        + conv(2 * f, 4 * f) + conv(4 * f, 4 * f)
+        + conv(4 * f, 2 * f, 2) + conv(4 * f, 2 * f) + conv(2 * f, 2 * f)
+        + conv(2 * f, f, 2) + conv(2 * f, f) + conv(f, f)
+        + conv(f, 1, 1)
+    )
+    assert net.count_params() == expected
+    with pytest.raises(ValueError, match="multiple of 4"):
+        models.mini_unet((130, 130, 1))
+
+
+def test_pretrained_unet_offline_and_clear_error(monkeypatch):
+    net = models.pretrained_unet((64, 64, 1), n_classes=3, weights=None)
+    y = net.predict(np.zeros((1, 64, 64, 1), "float32"), verbose=0)
+    assert y.shape == (1, 64, 64, 3)
+    np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-5)
+
+    import keras
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(RuntimeError, match="weights=None"):
+        models.pretrained_unet((64, 64, 3), weights="imagenet")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        models.pretrained_unet((100, 100, 3), weights=None)
