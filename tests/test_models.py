@@ -50,6 +50,8 @@ def test_wrong_size_error_names_nearest_valid_sizes():
         models.output_size(570)
     with pytest.raises(ValueError, match="188"):
         models.output_size(100)
+    assert models.nearest_valid_sizes(40) == (None, 188)  # far below the smallest size
+    assert models.nearest_valid_sizes(573) == (572, 588)
 
 
 def test_valid_input_size_is_smallest_with_enough_output():

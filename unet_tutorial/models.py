@@ -107,7 +107,9 @@ def nearest_valid_sizes(input_size, depth=4, padding="valid"):
     if _fits(size, depth, padding):
         return size, size
     below = next((s for s in range(size - 1, 0, -1) if _fits(s, depth, padding)), None)
-    above = next(s for s in range(max(size + 1, 1), size + 2 ** (depth + 3)) if _fits(s, depth, padding))
+    above = max(size + 1, 1)
+    while not _fits(above, depth, padding):
+        above += 1
     return below, above
 
 
