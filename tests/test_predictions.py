@@ -1,0 +1,218 @@
+"""Tests of unet_tutorial.predictions: 8-bit PNGs, the ISBI TIFF stack, reading inputs."""
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unet_tutorial import predictions
+
+
+def read_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "L"
+        return np.asarray(image)
+
+
+@pytest.fixture
+def probs():
+    rng = np.random.default_rng(0)
+    return rng.random((3, 12, 10)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def test_to_uint8_known_values():
+    values = np.array([0.0, 0.2, 0.5, 1.0, 1 + 1e-7, -1e-7], dtype=np.float32)
+    np.testing.assert_array_equal(predictions.to_uint8(values), [0, 51, 128, 255, 255, 0])
+    assert predictions.to_uint8(values).dtype == np.uint8
+
+
+def test_binarize_is_strictly_above_threshold():
+    prob = np.array([0.1, 0.5, 0.50001, 0.9])
+    np.testing.assert_array_equal(predictions.binarize(prob, 0.5), [False, False, True, True])
+    np.testing.assert_array_equal(predictions.binarize(prob, 0.0), [True] * 4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        predictions.binarize(prob, 1.5)
+    with pytest.raises(TypeError):
+        predictions.binarize(prob, True)
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (np.array([0.2, np.nan]), ValueError, "NaN"),
+        (np.array([0.2, 3.0]), ValueError, "sigmoid"),
+        (np.array([-0.5, 0.2]), ValueError, "in \\[0, 1\\]"),
+        (np.array(["a"]), TypeError, "numbers"),
+        (np.zeros((0, 4)), ValueError, "empty"),
+    ],
+)
+def test_probabilities_are_checked(bad, error, message):
+    with pytest.raises(error, match=message):
+        predictions.to_uint8(bad)
+
+
+# --------------------------------------------------------------------------- PNGs
+
+
+def test_save_predictions_round_trip(tmp_path, probs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. skimage's "low contrast image" must not appear
+        written = predictions.save_predictions(probs, tmp_path / "out", threshold=0.4)
+    assert [p.name for p in written] == ["000_prob.png", "000_mask.png", "001_prob.png", "001_mask.png",
+                                         "002_prob.png", "002_mask.png"]
+    for i, prob in enumerate(probs):
+        np.testing.assert_array_equal(read_png(tmp_path / "out" / f"{i:03d}_prob.png"),
+                                      np.round(prob.astype(np.float64) * 255))
+        np.testing.assert_array_equal(read_png(tmp_path / "out" / f"{i:03d}_mask.png"),
+                                      np.where(prob > 0.4, 255, 0))
+
+
+def test_save_predictions_accepts_channel_axis_lists_and_names(tmp_path, probs):
+    predictions.save_predictions(probs[..., None], tmp_path / "a", names=["x", "y", "z"])
+    assert sorted(os.listdir(tmp_path / "a")) == ["x_mask.png", "x_prob.png", "y_mask.png", "y_prob.png",
+                                                  "z_mask.png", "z_prob.png"]
+    maps = [probs[0], probs[1][:5, :7]]  # different sizes, e.g. a folder of mixed images
+    predictions.save_predictions(maps, tmp_path / "b", names=["big", "small"])
+    assert read_png(tmp_path / "b" / "small_prob.png").shape == (5, 7)
+    predictions.save_predictions(probs[0], tmp_path / "c")  # a single (H, W) map
+    assert sorted(os.listdir(tmp_path / "c")) == ["000_mask.png", "000_prob.png"]
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [(["a", "a", "b"], "unique"), (["a", "../b", "c"], "cannot be a file name"), (["a"], "3 probability maps")],
+)
+def test_save_predictions_checks_names(tmp_path, probs, names, message):
+    with pytest.raises(ValueError, match=message):
+        predictions.save_predictions(probs, tmp_path, names=names)
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_predictions_rejects_multichannel_arrays(tmp_path, probs):
+    with pytest.raises(ValueError, match="one class's channel"):
+        predictions.save_predictions(np.stack([probs] * 3, axis=-1), tmp_path)
+
+
+def test_save_predictions_never_overwrites_unless_asked(tmp_path, probs):
+    predictions.save_predictions(probs, tmp_path)
+    (tmp_path / "001_mask.png").write_bytes(b"user data")
+    (tmp_path / "000_prob.png").unlink()
+    with pytest.raises(FileExistsError, match="001_mask.png"):
+        predictions.save_predictions(probs, tmp_path)
+    assert not (tmp_path / "000_prob.png").exists(), "nothing may be written when refusing"
+    assert (tmp_path / "001_mask.png").read_bytes() == b"user data"
+    predictions.save_predictions(probs, tmp_path, overwrite=True)
+    np.testing.assert_array_equal(read_png(tmp_path / "001_mask.png"), np.where(probs[1] > 0.5, 255, 0))
+
+
+def test_prediction_paths_match_saved_files(tmp_path, probs):
+    written = predictions.save_predictions(probs, tmp_path, names=["a", "b", "c"])
+    pairs = predictions.prediction_paths(tmp_path, ["a", "b", "c"])
+    assert [p for pair in pairs for p in pair] == written
+
+
+# --------------------------------------------------------------------------- ISBI TIFF
+
+
+def test_isbi_submission_round_trip(tmp_path, probs):
+    path = predictions.save_isbi_submission(probs, tmp_path / "sub" / "isbi.tif")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == len(probs)
+        stack = tif.asarray()
+    assert stack.dtype == np.float32 and stack.shape == probs.shape
+    np.testing.assert_array_equal(stack, probs)
+
+
+def test_isbi_submission_refuses_overwrite_and_bad_input(tmp_path, probs):
+    path = tmp_path / "isbi.tif"
+    path.write_bytes(b"earlier submission")
+    with pytest.raises(FileExistsError, match="isbi.tif"):
+        predictions.save_isbi_submission(probs, path)
+    assert path.read_bytes() == b"earlier submission"
+    predictions.save_isbi_submission(probs, path, overwrite=True)
+    np.testing.assert_array_equal(tifffile.imread(path), probs)
+    with pytest.raises(ValueError, match=".tif"):
+        predictions.save_isbi_submission(probs, tmp_path / "isbi.png")
+    with pytest.raises(ValueError, match="one size"):
+        predictions.save_isbi_submission([probs[0], probs[1][:4]], tmp_path / "mixed.tif")
+    with pytest.raises(ValueError, match="probabilities"):
+        predictions.save_isbi_submission(probs * 255, tmp_path / "scaled.tif")
+
+
+def test_isbi_polarity_matches_the_challenge_evaluation(tmp_path):
+    """The saved stack, scored the challenge's way against its labels, is perfect; inverted it is not."""
+    root = os.environ.get("UNET_TUTORIAL_DATA")
+    if not root:
+        pytest.skip("set UNET_TUTORIAL_DATA to the folder holding isbi2012/ to run this test on real labels")
+    from unet_tutorial import metrics
+
+    labels = tifffile.imread(Path(root) / "isbi2012" / "train-labels.tif")[:2]
+    cells = (labels == 255).astype(np.float32)
+    path = predictions.save_isbi_submission(cells, tmp_path / "perfect.tif")
+    saved = tifffile.imread(path)
+    mask = (labels == 255).astype(np.uint8)
+    assert metrics.isbi_scores(saved, mask)["v_rand"] == pytest.approx(1.0)
+    assert metrics.isbi_scores(1 - saved, mask)["v_rand"] < 0.5
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+
+def test_load_images_from_folders_files_and_stacks(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for name in ("10", "2", "1"):
+        Image.fromarray(np.full((4, 5), int(name), np.uint8)).save(folder / f"img{name}.png")
+    (folder / "readme.txt").write_text("ignored")
+    (folder / ".hidden.png").write_bytes(b"ignored")
+    stack = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+
+    images, names = predictions.load_images([folder, tmp_path / "stack.tif", str(tmp_path / "colour.png")])
+    assert names == ["img1", "img2", "img10", "stack_000", "stack_001", "stack_002", "colour"]
+    assert [int(im[0, 0]) for im in images[:3]] == [1, 2, 10]
+    for i in range(3):
+        np.testing.assert_array_equal(images[3 + i], stack[i])
+        assert images[3 + i].dtype == np.uint16
+    expected_grey = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    assert images[-1].shape == (4, 5) and int(images[-1][0, 0]) == expected_grey
+    colour, _ = predictions.load_images(tmp_path / "colour.png", as_gray=False)
+    assert colour[0].shape == (4, 5, 3)
+
+
+def test_load_images_tells_a_colour_tiff_from_a_stack_of_three(tmp_path):
+    planes = np.stack([np.full((4, 5), v, np.uint8) for v in (200, 100, 50)])  # (3, H, W)
+    tifffile.imwrite(tmp_path / "rgb.tif", planes, photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "three.tif", planes, photometric="minisblack")
+    images, names = predictions.load_images([tmp_path / "rgb.tif", tmp_path / "three.tif"])
+    assert names == ["rgb", "three_000", "three_001", "three_002"]
+    assert images[0].shape == (4, 5) and int(images[0][0, 0]) == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    assert [int(im[0, 0]) for im in images[1:]] == [200, 100, 50]
+
+
+def test_load_images_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        predictions.load_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        predictions.load_images(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not an image"):
+        predictions.load_images(tmp_path / "notes.txt")
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / sub / "same.png")
+    with pytest.raises(ValueError, match="same name"):
+        predictions.load_images([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="No images"):
+        predictions.load_images([])
