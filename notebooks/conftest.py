@@ -17,10 +17,13 @@ The kernel is always the Python running pytest (as with ``--nbval-current-env``)
 unless ``--nbval-kernel-name`` is given, so the notebooks test the package installed
 here. While a notebook's kernel starts, ``UNET_TUTORIAL_PROFILE`` defaults to ``smoke``
 (a few training steps on tiny models) and ``MPLBACKEND`` to ``Agg``; values already set
-in the environment win, e.g. ``UNET_TUTORIAL_PROFILE=cpu``.
+in the environment win, e.g. ``UNET_TUTORIAL_PROFILE=cpu``. ``UNET_TUTORIAL_CHECKPOINTS``
+points at a fresh temporary folder, so a chapter never resumes from an earlier run's
+checkpoints.
 """
 
 import os
+import tempfile
 
 import pytest
 
@@ -71,8 +74,9 @@ def pytest_runtest_setup(item):
     if not _is_notebook(item):
         yield
         return
-    saved = {name: os.environ.get(name) for name in NOTEBOOK_ENV}
-    for name, value in NOTEBOOK_ENV.items():
+    env = dict(NOTEBOOK_ENV, UNET_TUTORIAL_CHECKPOINTS=tempfile.mkdtemp(prefix="nbval-checkpoints-"))
+    saved = {name: os.environ.get(name) for name in env}
+    for name, value in env.items():
         if not os.environ.get(name):
             os.environ[name] = value
     try:

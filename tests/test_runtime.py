@@ -102,6 +102,14 @@ def test_in_ci(clean_env):
     assert runtime.in_ci()
 
 
+def test_checkpoint_dir_root_env_default_order(tmp_path, clean_env):
+    clean_env.chdir(tmp_path)
+    assert runtime.checkpoint_dir("a") == __import__("pathlib").Path("checkpoints") / "a"
+    clean_env.setenv("UNET_TUTORIAL_CHECKPOINTS", str(tmp_path / "auto"))
+    assert runtime.checkpoint_dir("a") == tmp_path / "auto" / "a"
+    assert runtime.checkpoint_dir("a", root=tmp_path / "mine") == tmp_path / "mine" / "a"
+
+
 def test_checkpoint_dir_creates_and_keeps_existing_files(tmp_path, clean_env):
     folder = runtime.checkpoint_dir("run-1", root=tmp_path)
     assert folder == tmp_path / "run-1" and folder.is_dir()

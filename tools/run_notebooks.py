@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ def execute(path, timeout, kernel_name="python3"):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    # A fresh checkpoint folder per notebook: a stored run never resumes an older one.
+    os.environ["UNET_TUTORIAL_CHECKPOINTS"] = tempfile.mkdtemp(prefix=f"{Path(path).stem}-checkpoints-")
     client = NotebookClient(
         nb,
         timeout=timeout,

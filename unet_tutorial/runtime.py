@@ -314,10 +314,12 @@ def mount_drive(mountpoint="/content/drive"):
 def checkpoint_dir(name, root=None, use_drive=None):
     """A folder for one run's checkpoints, history and predictions; created if missing.
 
-    In Colab with Drive mounted (or ``use_drive=True``) it is
-    ``MyDrive/unet_tutorial/<name>`` so a disconnected session can resume; otherwise
-    ``<root>/<name>`` with ``root`` defaulting to ``./checkpoints``. Existing files are
-    left alone.
+    The first that applies: ``<root>/<name>`` when ``root`` is given;
+    ``$UNET_TUTORIAL_CHECKPOINTS/<name>`` when that variable is set (the notebook
+    runners and nbval set it to a fresh folder, so automated runs never resume from an
+    old run); ``MyDrive/unet_tutorial/<name>`` in Colab with Drive mounted (or
+    ``use_drive=True``), so a disconnected session can resume; else
+    ``./checkpoints/<name>``. Existing files are left alone.
 
     Taught in chapter 4 (The full U-Net).
 
@@ -336,8 +338,10 @@ def checkpoint_dir(name, root=None, use_drive=None):
     if not name or any(not (c.isalnum() or c in "-_.") for c in name) or name in (".", ".."):
         raise ValueError(f"run name {name!r} must be letters, digits, '-', '_' or '.'")
     drive_root = Path("/content/drive/MyDrive")
+    if root is None and os.environ.get("UNET_TUTORIAL_CHECKPOINTS") and not use_drive:
+        root = os.environ["UNET_TUTORIAL_CHECKPOINTS"]
     if use_drive is None:
-        use_drive = in_colab() and drive_root.is_dir()
+        use_drive = root is None and in_colab() and drive_root.is_dir()
     if use_drive:
         if not drive_root.is_dir():
             raise RuntimeError("Google Drive is not mounted: call runtime.mount_drive() first.")
