@@ -106,10 +106,35 @@ def test_fully_convolutional_valid_unet_accepts_any_valid_size():
         assert out.shape[1] == models.output_size(size, 2)
 
 
-def test_same_seed_same_weights_different_seed_different():
-    a = models.unet((None, None, 1), depth=2, base_filters=4, seed=7)
-    b = models.unet((None, None, 1), depth=2, base_filters=4, seed=7)
-    c = models.unet((None, None, 1), depth=2, base_filters=4, seed=8)
+BUILDERS = {
+    "unet": lambda seed: models.unet((None, None, 1), depth=2, base_filters=4, seed=seed),
+    "unet_upsample_conv": lambda seed: models.unet(
+        (None, None, 1), depth=2, base_filters=4, upsampling="upsample_conv", seed=seed),
+    "mini_unet": lambda seed: models.mini_unet((32, 32, 1), base_filters=4, seed=seed),
+}
+
+
+def _decoder_weights(model):
+    return [w for layer in model.layers if layer.name.startswith("dec") for w in layer.get_weights()]
+
+
+def test_pretrained_unet_seed_fixes_the_decoder():
+    a, b, c = (models.pretrained_unet((32, 32, 1), weights=None, seed=s) for s in (7, 7, 8))
+    assert len(_decoder_weights(a)) > 10
+    for wa, wb in zip(_decoder_weights(a), _decoder_weights(b)):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(_decoder_weights(a), _decoder_weights(c)))
+
+
+@pytest.mark.parametrize("builder", BUILDERS.values(), ids=BUILDERS.keys())
+def test_same_seed_same_weights_different_seed_different(builder):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    a = builder(7)
+    keras.utils.set_random_seed(2)  # the global seed must not matter, only ours
+    b = builder(7)
+    c = builder(8)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))

@@ -301,9 +301,9 @@ def mini_unet(input_shape=(128, 128, 1), n_classes=1, base_filters=16, dropout=0
     e1 = block(inputs, base_filters, "enc1")
     e2 = block(layers.MaxPooling2D(2, name="enc1_pool")(e1), base_filters * 2, "enc2")
     b = block(layers.MaxPooling2D(2, name="enc2_pool")(e2), base_filters * 4, "bottleneck")
-    u2 = layers.Conv2DTranspose(base_filters * 2, 2, strides=2, name="dec2_up")(b)
+    u2 = _transpose(b, base_filters * 2, "dec2_up", seeds)
     d2 = block(layers.Concatenate(name="dec2_concat")([u2, e2]), base_filters * 2, "dec2")
-    u1 = layers.Conv2DTranspose(base_filters, 2, strides=2, name="dec1_up")(d2)
+    u1 = _transpose(d2, base_filters, "dec1_up", seeds)
     d1 = block(layers.Concatenate(name="dec1_concat")([u1, e1]), base_filters, "dec1")
     return keras.Model(inputs, _classifier(d1, n_classes, seeds), name="mini_unet")
 
@@ -399,12 +399,16 @@ def unet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _up(x, filters, upsampling, prefix, seeds):
+def _transpose(x, filters, name, seeds):
+    """2x2 up-convolution with stride 2: doubles height and width."""
     init = keras.initializers.HeNormal(seed=seeds.next())
+    return layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer=init, name=name)(x)
+
+
+def _up(x, filters, upsampling, prefix, seeds):
     if upsampling == "transpose":
-        return layers.Conv2DTranspose(
-            filters, 2, strides=2, kernel_initializer=init, name=f"{prefix}_upconv"
-        )(x)
+        return _transpose(x, filters, f"{prefix}_upconv", seeds)
+    init = keras.initializers.HeNormal(seed=seeds.next())
     x = layers.UpSampling2D(2, name=f"{prefix}_upsample")(x)
     return layers.Conv2D(
         filters, 2, padding="same", activation="relu", kernel_initializer=init, name=f"{prefix}_upconv"
@@ -455,6 +459,9 @@ def pretrained_unet(
     download_timeout : float
         Seconds to wait for the weights server before giving up.
     seed : int, optional
+        Same seed, same initial decoder weights. The encoder's weights come from
+        ImageNet, or with ``weights=None`` from Keras' global seed
+        (:func:`unet_tutorial.runtime.seed_everything`).
 
     Returns
     -------
