@@ -234,7 +234,8 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
     budget = wall_clock_budget(args.budget_seconds, args.max_steps)
     # epochs only cap the run; the budget (or --max-steps) ends it
     epochs = math.ceil(args.max_steps / profile.steps_per_epoch) if args.max_steps else 10**6
-    model.fit(dataset, epochs=epochs, callbacks=[budget], verbose=args.verbose)
+    history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"))  # learning curves for the book
+    model.fit(dataset, epochs=epochs, callbacks=[budget, history], verbose=args.verbose)
     model.save(run_dir / "model.keras")
     info = dict(variant=variant, seed=seed, profile=profile.name, budget_s=args.budget_seconds,
                 data=args.data_label, train_seconds=round(budget.seconds, 2), steps=budget.steps,

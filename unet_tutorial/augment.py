@@ -954,7 +954,9 @@ def keras_elastic_agreement(mask, seed, how="dict"):
     Feeds ``keras.layers.RandomElasticTransform`` (factor 1, scale 1) an image
     that is a float copy of the binary ``mask`` and the mask itself, then
     compares ``image > 0.5`` with ``mask > 0.5`` pixel by pixel. With our
-    ``random_transform`` this is >= 99.5 %.
+    ``random_transform`` this is 100 % when the image is resampled with nearest
+    interpolation too, and about 99.5 % with a cubic image on ISBI labels (the rest
+    are edge pixels of thin membranes where cubic and nearest round differently).
 
     Parameters
     ----------
