@@ -117,7 +117,7 @@ def check_input_size(input_size, depth=4, padding="valid"):
     """Raise a ValueError naming the nearest valid sizes when ``input_size`` does not fit.
 
     Taught in chapter 4 (The full U-Net): a valid U-Net of depth 4 takes sizes that are
-    12 mod 16 (and at least 140), a 'same' U-Net multiples of 16.
+    12 mod 16 (and at least 188), a 'same' U-Net multiples of 16.
     """
     _check_depth(depth)
     _check_padding(padding)
