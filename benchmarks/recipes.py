@@ -341,6 +341,34 @@ def run_variant(variant, seed, profile, args, split):
     return row
 
 
+def keep_for_book(row, results):
+    """Copy what the results page shows next to the CSV: learning curve and one prediction.
+
+    ``<results stem>/<variant>_seed<k>_history.csv`` and ``..._slice<first val>_prob.png``
+    / ``_mask.png`` (the cell probability of the first validation slice, 0..255, and its
+    mask at 0.5), so the page needs neither the run folders (not committed) nor any
+    training. Existing files are not replaced.
+    """
+    import shutil
+
+    import numpy as np
+
+    from unet_tutorial import predictions
+
+    folder = Path(results).with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(row["run_dir"])
+    trained_in = Path(row["model_from"].removeprefix("reused ")) if row["model_from"].startswith("reused") else run_dir
+    stem = f"{row['variant']}_seed{row['seed']}"
+    history = folder / f"{stem}_history.csv"
+    if (trained_in / "history.csv").exists() and not history.exists():
+        shutil.copyfile(trained_in / "history.csv", history)
+    prob = np.load(run_dir / "val_prob.npy")[0]
+    name = f"{stem}_slice{row['n_train']}"
+    if not (folder / f"{name}_prob.png").exists():
+        predictions.save_predictions(prob[None], folder, names=[name], threshold=0.5)
+
+
 def git_commit():
     """Short hash of the checkout's HEAD ('+' if files changed), or '' outside git."""
     try:
@@ -527,6 +555,7 @@ def run_command(args):
         for variant in variants:
             row = run_variant(variant, seed, profile, args, split)
             append_row(args.results, row)
+            keep_for_book(row, args.results)
             print(f"[{variant} seed {seed}] V_Rand {row['v_rand']:.4f}  V_Info {row['v_info']:.4f}  "
                   f"pixel error {row['pixel_error']:.4f}  {row['steps']} steps in {row['train_seconds']} s "
                   f"-> {args.results}", flush=True)

@@ -287,3 +287,29 @@ def test_summarize_marks_reused_models_and_nan(tmp_path, capsys):
 def test_summarize_without_a_file_says_how_to_make_one(tmp_path, capsys):
     assert recipes.main(["summarize", "--results", str(tmp_path / "missing.csv")]) == 1
     assert "recipes.py run" in capsys.readouterr().err
+
+
+def test_keep_for_book_copies_history_and_first_slice(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    run_dir = tmp_path / "runs" / "paper_seed0_x"
+    run_dir.mkdir(parents=True)
+    (run_dir / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    prob = np.stack([np.linspace(0, 1, 16 * 16).reshape(16, 16), np.zeros((16, 16))]).astype("float32")
+    np.save(run_dir / "val_prob.npy", prob)
+    row = dict(variant="paper", seed=0, n_train=25, run_dir=str(run_dir), model_from="trained")
+    results = tmp_path / "results" / "recipes_cpu.csv"
+    recipes.keep_for_book(row, results)
+    folder = tmp_path / "results" / "recipes_cpu"
+    assert (folder / "paper_seed0_history.csv").read_text() == "epoch,loss\n0,0.5\n"
+    saved = np.asarray(Image.open(folder / "paper_seed0_slice25_prob.png"))
+    np.testing.assert_array_equal(saved, np.round(prob[0] * 255).astype(np.uint8))
+    # a reused model's curve comes from the run that trained it; nothing is replaced
+    row_tta = dict(row, variant="paper-no-tta", model_from=f"reused {run_dir}", run_dir=str(tmp_path / "other"))
+    (tmp_path / "other").mkdir()
+    np.save(tmp_path / "other" / "val_prob.npy", prob[::-1])
+    recipes.keep_for_book(row_tta, results)
+    assert (folder / "paper-no-tta_seed0_history.csv").exists()
+    recipes.keep_for_book(row, results)  # second call: files exist, left alone
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "paper_seed0_slice25_prob.png")), saved)
