@@ -204,3 +204,17 @@ def test_pretrained_unet_offline_and_clear_error(monkeypatch):
         models.pretrained_unet((64, 64, 3), weights="imagenet")
     with pytest.raises(ValueError, match="multiples of 32"):
         models.pretrained_unet((100, 100, 3), weights=None)
+
+
+def test_pretrained_encoder_frozen_then_unfrozen_through_the_unet_layer():
+    net = models.pretrained_unet((64, 64, 3), weights=None, freeze_encoder=True)
+    encoder = net.get_layer("mobilenet_v2_features")
+    frozen = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+    assert not encoder.trainable and encoder.count_params() > 0
+    others = sum(int(np.prod(w.shape)) for layer in net.layers if layer is not encoder
+                 for w in layer.trainable_weights)
+    assert frozen == others  # nothing of the encoder trains
+    encoder.trainable = True
+    thawed = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+    encoder_trainable = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights)
+    assert thawed - frozen == encoder_trainable > 1_500_000  # MobileNetV2's weights train again

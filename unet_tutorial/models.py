@@ -486,12 +486,13 @@ def pretrained_unet(
         raise ValueError(f"input must have 1 or 3 channels, got {channels}")
 
     encoder = _mobilenet_v2((height, width, 3), weights, download_timeout)
-    encoder.trainable = not freeze_encoder
     feature_model = keras.Model(
         encoder.input,
         [encoder.get_layer(n).output for n in (*_MOBILENET_V2_SKIPS, _MOBILENET_V2_BOTTOM)],
         name="mobilenet_v2_features",
     )
+    # Freeze the layer the U-Net holds, so `layer.trainable = True` on it unfreezes again.
+    feature_model.trainable = not freeze_encoder
 
     seeds = _Seeds(seed)
     inputs = keras.Input(input_shape, name="image")
