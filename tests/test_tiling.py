@@ -224,7 +224,8 @@ def test_same_tiling_with_default_margin_equals_one_pass(same_models, depth, til
     np.testing.assert_allclose(tiling.predict_tiled(model, image, tile_size=tile), reference, atol=TOLERANCE, rtol=0)
     # one pooling cell less margin leaves seams
     smaller = tiling.predict_tiled(model, image, tile_size=tile, margin=plan.margin - 2**depth)
-    assert np.abs(smaller - reference).max() > 100 * TOLERANCE
+    # (how large the seam is depends on the random weights, which differ between backends)
+    assert np.abs(smaller - reference).max() > 10 * TOLERANCE
 
 
 def test_softmax_model_with_channels(valid_models):
