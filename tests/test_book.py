@@ -304,6 +304,19 @@ def test_chapter_notebook(path, check):
     assert check(nb, path) == []
 
 
+def test_github_urls_in_notebook_code_are_the_configured_repository():
+    """Code that installs or clones the book (install cells, chapter 8's clone) names repository.url."""
+    url = repository()[0]
+    found = {}
+    for path in NOTEBOOKS:
+        for cell in code_cells(nbformat.read(path, as_version=4)):
+            for link in re.findall(r"https?://(?:www\.)?github\.com/[^\s\"'`)]+", cell.source):
+                found.setdefault(link.rstrip("/").removesuffix(".git"), path.name)
+    assert found, "no notebook code names the book's repository"
+    other = {link: where for link, where in found.items() if link != url}
+    assert not other, f"github.com URLs in notebook code other than _config.yml's {url}: {other}"
+
+
 # ----------------------------------------------------------------------------- the checks and the tools
 def _header_notebook(name="03_mini_unet.ipynb", extra_cells=()):
     cells_tool = load_tool("notebook_cells")
