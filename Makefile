@@ -29,7 +29,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --keep-going
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going  # warnings (a missing file or reference) fail the build
 	@test -f _build/html/index.html && echo "The book is in _build/html/index.html"
 
 # pytest exits 5 when it collects nothing: say so, and fail.
