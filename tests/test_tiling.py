@@ -402,3 +402,16 @@ def test_isbi_slice_tiles_exactly(valid_models):
     tiled = tiling.predict_tiled(valid_models[3], image, tile_size=188)
     reference = one_pass_valid(valid_models[3], image.astype(np.float32) / 255, 3)
     np.testing.assert_allclose(tiled, reference, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("pad_mode", ["symmetric", "reflect"])
+def test_mirror_window_equals_a_window_of_np_pad(pad_mode):
+    image = np.arange(5 * 7 * 2).reshape(5, 7, 2)
+    padded = np.pad(image, ((20, 20), (20, 20), (0, 0)), mode=pad_mode)
+    for top, left, height, width in [(-20, -20, 45, 47), (-3, 4, 6, 9), (1, 1, 3, 3), (4, -17, 13, 2)]:
+        window = tiling.mirror_window(image, top, left, height, width, pad_mode=pad_mode)
+        np.testing.assert_array_equal(window, padded[top + 20:top + 20 + height, left + 20:left + 20 + width])
+    with pytest.raises(ValueError, match="non-negative"):
+        tiling.mirror_window(image, 0, 0, -1, 3)
+    with pytest.raises(ValueError, match="non-empty"):
+        tiling.mirror_window(np.zeros((0, 3)), 0, 0, 1, 1)

@@ -38,6 +38,13 @@ import keras
 import numpy as np
 from scipy import ndimage
 
+from unet_tutorial import tiling
+
+#: How training inputs are mirrored beyond the image border: without repeating the border
+#: pixel (np.pad's "reflect", SciPy's "mirror"). Prediction (tiling.predict_tiled)
+#: defaults to "symmetric"; both are mirror images of the tissue.
+MIRROR_MODE = "reflect"
+
 __all__ = [
     "AugmentParams",
     "LEGACY_PARAMS",
@@ -648,18 +655,8 @@ def mirror_pad(image, pad):
         raise ValueError(f"pad widths must be >= 0, got {pad!r}.")
     if min(image.shape[:2]) < 2 and any(v > 0 for side in widths for v in side):
         raise ValueError(f"cannot mirror an image of shape {image.shape}; it needs at least 2 pixels per axis.")
-    widths += [(0, 0)] * (image.ndim - 2)
-    return np.pad(image, widths, mode="reflect")
-
-
-def _mirror_indices(start, length, size):
-    """Indices start..start+length-1 folded into [0, size) by whole-sample mirroring."""
-    indices = np.arange(start, start + length)
-    if size == 1:
-        return np.zeros_like(indices)
-    period = 2 * (size - 1)
-    indices = np.mod(indices, period)
-    return np.where(indices >= size, period - indices, indices)
+    (top, bottom), (left, right) = widths
+    return tiling.mirror_pad(image, top, bottom, left, right, pad_mode=MIRROR_MODE)
 
 
 def mirror_crop(image, top, left, size):
@@ -690,9 +687,7 @@ def mirror_crop(image, top, left, size):
     top, left = int(top), int(left)
     if 0 <= top and top + height <= image.shape[0] and 0 <= left and left + width <= image.shape[1]:
         return image[top:top + height, left:left + width].copy()
-    rows = _mirror_indices(top, height, image.shape[0])
-    cols = _mirror_indices(left, width, image.shape[1])
-    return image[rows[:, None], cols[None, :]]
+    return tiling.mirror_window(image, top, left, height, width, pad_mode=MIRROR_MODE)
 
 
 def center_crop(image, size):

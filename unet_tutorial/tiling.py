@@ -43,6 +43,7 @@ __all__ = [
     "model_geometry",
     "plan_tiles",
     "mirror_pad",
+    "mirror_window",
     "predict_tiled",
     "naive_tiled",
     "dihedral_transforms",
@@ -525,6 +526,39 @@ def _mirror_indices(length, start, stop, pad_mode):
 def _check_pad_mode(pad_mode):
     if pad_mode not in _PAD_MODES:
         raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {pad_mode!r}")
+
+
+def mirror_window(image, top, left, height, width, pad_mode="symmetric"):
+    """Cut a ``height`` x ``width`` window whose corner is at (``top``, ``left``), mirroring the image beyond its border.
+
+    The window may reach outside the image by any amount; nothing is padded but the
+    window itself. :func:`unet_tutorial.augment.mirror_crop` cuts training inputs with it.
+
+    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W)`` or ``(H, W, C)``, not empty.
+    top, left : int
+        Position of the window's first pixel; may be negative.
+    height, width : int
+        Window size.
+    pad_mode : {"symmetric", "reflect"}
+        As in ``np.pad``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(height, width[, C])``, a new array.
+    """
+    _check_pad_mode(pad_mode)
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or 0 in image.shape[:2]:
+        raise ValueError(f"mirror_window needs a non-empty (H, W) or (H, W, C) array, got shape {image.shape}")
+    if height < 0 or width < 0:
+        raise ValueError(f"window size must be non-negative, got {height} x {width}")
+    return _window(image, top, top + height, left, left + width, pad_mode)
 
 
 def mirror_pad(image, top, bottom, left, right, pad_mode="symmetric"):
