@@ -148,7 +148,7 @@ def _in_notebook():
 
 
 class LivePreview(keras.callbacks.Callback):
-    """Show input, ground truth and prediction side by side every few epochs.
+    """Show input, ground truth, probability and mask side by side every few epochs.
 
     In a notebook the figure replaces the previous one in place (an IPython display
     handle), so a long run shows one up-to-date picture instead of a scroll of them.
@@ -207,23 +207,11 @@ class LivePreview(keras.callbacks.Callback):
             self._show(png)
 
     def render(self, epoch=None):
-        """The current figure as PNG bytes."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        """The current :func:`unet_tutorial.plotting.show_prediction` figure as PNG bytes."""
+        from unet_tutorial import plotting
 
         prob = _foreground(self.predict(self.model, self.image))
-        image = _centre_crop(self.image, prob.shape)
-        panels = [("input", image, None), ("prediction", prob, (0, 1))]
-        if self.mask is not None:
-            panels.insert(1, ("ground truth", _centre_crop(self.mask, prob.shape), None))
-        figure = Figure(figsize=(3.2 * len(panels), 3.4))
-        FigureCanvasAgg(figure)
-        for i, (name, array, limits) in enumerate(panels, start=1):
-            axes = figure.add_subplot(1, len(panels), i)
-            vmin, vmax = limits or (None, None)
-            axes.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=vmin, vmax=vmax)
-            axes.set_title(name)
-            axes.axis("off")
+        figure = plotting.show_prediction(self.image, self.mask, prob)
         if self.title and epoch is not None:
             figure.suptitle(self.title.format(epoch=epoch))
         buffer = io.BytesIO()
