@@ -565,7 +565,8 @@ def _check_synthetic_args(n, size, seed):
 def synthetic_membranes(n: int, size: int = 512, seed: int = 0):
     """Generate an EM-like membrane segmentation data set.
 
-    Taught in chapter 1 (Semantic segmentation).
+    Taught in chapter 1 (Semantic segmentation), as the stand-in when ISBI 2012 cannot be
+    loaded, and chapter 7 (Your own data and pretrained encoders), as a folder to practise on.
 
     Cells are perturbed Voronoi regions of varied size and shape, separated by
     dark membranes of varied width (18-25 % of pixels, like ISBI's 22 %), with
