@@ -767,7 +767,8 @@ def _colour_codes(rgb) -> np.ndarray:
 def mask_to_classes(rgb_mask, palette) -> np.ndarray:
     """Turn a colour-coded mask into class indices.
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------
@@ -819,7 +820,8 @@ def mask_to_classes(rgb_mask, palette) -> np.ndarray:
 def classes_to_rgb(classes, palette) -> np.ndarray:
     """Colour class indices with a palette (the inverse of :func:`mask_to_classes`).
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------
