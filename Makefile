@@ -10,18 +10,19 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: book test test-unit notebooks benchmarks results clean-book help
+.PHONY: book test test-unit test-backend notebooks benchmarks results clean-book help
 
 help:
 	@echo "make book        build the site into _build/html (stored outputs; no GPU, no data needed)"
 	@echo "make test        unit tests + nbval over every notebook (smoke profile)"
 	@echo "make test-unit   unit tests only"
+	@echo "make test-backend BACKEND=jax   unit tests on another Keras backend (jax or torch), in .venv-BACKEND"
 	@echo "make notebooks PROFILE=cpu   re-run every notebook and store its outputs"
 	@echo "make benchmarks  print the speed figures of benchmarks/"
 	@echo "make results PROFILE=cpu   train every recipe variant (hours) and print the results table"
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed"'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed (Keras 3.14+)"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -42,6 +43,29 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests -p no:cacheprovider -ra
+
+# The package is written with keras.ops, so it must run on every Keras backend. Each backend
+# gets its own environment without TensorFlow (the book's requirements minus TensorFlow and the
+# site tools). BACKEND_PACKAGES names what to install: on a machine without a GPU, for example,
+# BACKEND_PACKAGES="torch --index-url https://download.pytorch.org/whl/cpu" avoids the CUDA wheels.
+BACKEND ?= jax
+BACKEND_PACKAGES ?= $(if $(filter torch,$(BACKEND)),torch,jax)
+BACKEND_VENV := .venv-$(BACKEND)
+BACKEND_STAMP := $(BACKEND_VENV)/.installed
+
+$(BACKEND_STAMP): requirements.txt pyproject.toml
+	@case "$(BACKEND)" in jax|torch) ;; *) echo "BACKEND must be jax or torch (tensorflow is what make test uses)"; exit 2;; esac
+	test -x $(BACKEND_VENV)/bin/python || $(PYTHON) -m venv $(BACKEND_VENV)
+	$(BACKEND_VENV)/bin/python -m pip install --quiet --upgrade pip
+	grep -v -E '^(tensorflow|jupyter-book|nbval|nbclient)\b' requirements.txt > $(BACKEND_VENV)/requirements.txt
+	$(BACKEND_VENV)/bin/python -m pip install --quiet -r $(BACKEND_VENV)/requirements.txt $(BACKEND_PACKAGES)
+	$(BACKEND_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(BACKEND_STAMP)
+
+# The unit tests only: the notebooks and the book's checks need TensorFlow's environment.
+test-backend: $(BACKEND_STAMP)
+	KERAS_BACKEND=$(BACKEND) MPLBACKEND=Agg $(BACKEND_VENV)/bin/python -m pytest tests -p no:cacheprovider -ra \
+		--ignore=tests/test_book.py
 
 notebooks: $(STAMP)
 	$(PY) tools/run_notebooks.py --profile $(PROFILE)

@@ -270,6 +270,46 @@ def test_every_glossary_term_used_is_defined():
     assert not undefined, f"{{term}} links without a glossary entry: {undefined}"
 
 
+def _taught_in(docstring):
+    """Chapter numbers named by a docstring's 'Taught in chapter N ...' sentence."""
+    match = re.search(r"Taught in (chapters? .*?)(?:\.\s|\.$|$)", " ".join(docstring.split()))
+    return {int(n) for n in re.findall(r"chapter (\d+)", match.group(1))} if match else set()
+
+
+def _chapter_sources():
+    """{chapter number: all cell sources of that chapter's notebook}."""
+    return {int(path.name[:2]): "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+            for path in NOTEBOOKS if path.name[:2].isdigit()}
+
+
+def _package_docstrings():
+    """(module, name, docstring) of the public top-level functions and classes, read without importing."""
+    import ast
+
+    for path in sorted((ROOT / "unet_tutorial").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                yield path.stem, node.name, ast.get_docstring(node) or ""
+
+
+def test_taught_in_parser():
+    assert _taught_in("Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 6\n    (Overlap-tile).") == {4, 6}
+    assert _taught_in("Taught in chapter 2 (Augmentation). Chapter 6 uses it too.") == {2}
+    assert _taught_in("No chapter here.") == set()
+
+
+def test_docstrings_name_a_chapter_that_uses_the_function():
+    """A package function that the chapters call is called in a chapter its docstring names."""
+    chapters = _chapter_sources()
+    wrong = []
+    for module, name, docstring in _package_docstrings():
+        used_in = sorted(n for n, text in chapters.items() if re.search(rf"\b{module}\.{name}\b", text))
+        named = _taught_in(docstring)
+        if used_in and not named & set(used_in):
+            wrong.append(f"{module}.{name}: docstring names chapters {sorted(named)}, used in {used_in}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_course_plan_timings_come_from_stored_runs():
     """The run-time table is what tools/course_timings.py reads off the notebooks' last cells."""
     tool = load_tool("course_timings")

@@ -73,6 +73,42 @@ def test_context_and_skip_crops():
 # ---- the networks ------------------------------------------------------------------
 
 
+def test_valid_unet_receptive_field_is_188_to_204_pixels_and_never_less_than_the_context():
+    """Chapter 4's claim, measured: poke one input pixel at a time and see which outputs move.
+
+    With positive kernels, zero biases and an input of zeros, the poked pixel's signal
+    stays positive through every ReLU and max-pool, and no other pixel contributes: an
+    output is non-zero exactly when the pixel lies in its receptive field. (Poking an input
+    of ones instead would lose the far edges of the field to rounding.)
+    """
+    import keras
+
+    size = 220  # the second valid size: 36 outputs, two 16-pixel grid periods and a bit
+    net = models.unet((size, size, 1), base_filters=1, dropout=0.0, seed=0)
+    for layer in net.layers:
+        if layer.get_weights():
+            kernel, bias = layer.get_weights()
+            layer.set_weights([np.full_like(kernel, 1.0 / (kernel.shape[0] * kernel.shape[1])), np.zeros_like(bias)])
+    row = size // 2
+    poked = np.zeros((size, size, size, 1), np.float32)  # image k has input pixel (row, k) set
+    poked[np.arange(size), row, np.arange(size), 0] = 1e10
+    scores = keras.Model(net.inputs, net.get_layer("classifier").output)  # before the sigmoid
+    out = scores.predict(poked, batch_size=55, verbose=0)[..., 0]
+    changed = out[:, row - models.context(), :] > 0  # (input column, output column)
+    widths, lefts, rights = [], [], []
+    for j in range(changed.shape[1]):
+        cols = np.flatnonzero(changed[:, j])
+        assert np.array_equal(cols, np.arange(cols[0], cols[-1] + 1)), "the window has holes"
+        centre = j + models.context()
+        widths.append(cols.size)
+        lefts.append(centre - cols[0])
+        rights.append(cols[-1] - centre)
+    assert set(widths) == {188, 204}
+    assert min(lefts) == min(rights) == models.context() == 92
+    assert widths[:16] == [188] * 4 + [204] * 12  # the pattern repeats with the 16-pixel grid
+    assert widths[16:32] == widths[:16]
+
+
 def test_paper_unet_has_31_030_593_parameters_and_388_output():
     net = models.unet((572, 572, 1))
     assert net.count_params() == 31_030_593

@@ -640,7 +640,8 @@ def mirror_pad(image, pad):
 
     Notes
     -----
-    Taught in chapter 2 (Augmentation) and used by chapter 6 (Overlap-tile).
+    Taught in chapter 2 (Augmentation), for the training crops. Chapter 6 mirrors with
+    :func:`unet_tutorial.tiling.mirror_pad` directly, in its default "symmetric" mode.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
@@ -677,8 +678,8 @@ def mirror_crop(image, top, left, size):
 
     Notes
     -----
-    Taught in chapter 4 (The full U-Net): the valid network's 572-pixel input
-    around a 388-pixel label tile.
+    Taught in chapter 2 (Augmentation), for the valid network of chapter 4 (The full
+    U-Net): its 572-pixel input around a 388-pixel label tile.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
@@ -707,8 +708,8 @@ def center_crop(image, size):
 
     Notes
     -----
-    Taught in chapter 4 (The full U-Net): labels of a valid network sit at the
-    centre of its input.
+    Taught in chapter 2 (Augmentation), for the valid network of chapter 4 (The full
+    U-Net), whose labels sit at the centre of its input.
     """
     image = np.asarray(image)
     height, width = _pair(size, "size")
@@ -778,7 +779,7 @@ class SegmentationDataset(keras.utils.PyDataset):
     float32 (B, out, out). ``on_epoch_end`` advances ``epoch`` so every epoch
     sees new crops.
 
-    Taught in chapter 3 (A mini U-Net) and chapter 4 (The full U-Net).
+    Taught in chapter 2 (Augmentation) and used to train in chapters 3 to 7.
     """
 
     def __init__(self, images, masks, input_size, output_size=None, weights=None, batch_size=1,

@@ -6,7 +6,7 @@ same ``train`` command again), overlap-tile prediction of images of any size, an
 the ISBI scores of the validation slices. ``python -m unet_tutorial <command> --help``
 lists every option with its default.
 
-Taught in chapter 6 (Overlap-tile on Colab GPUs) and chapter 7 (Your own data and
+Taught in chapter 7 (Your own data and
 pretrained encoders).
 """
 
@@ -161,7 +161,7 @@ def _add_evaluate_parser(subparsers):
 def build_parser():
     """The ``argparse`` parser of ``python -m unet_tutorial``.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Your own data and pretrained encoders).
     """
     parser = argparse.ArgumentParser(
         prog="python -m unet_tutorial", formatter_class=_Formatter,
@@ -413,7 +413,7 @@ def main(argv=None):
     Returns 0 on success and 1 after an error, whose message is printed without a
     traceback (``--traceback`` shows it).
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Your own data and pretrained encoders).
     """
     args = build_parser().parse_args(argv)
     try:

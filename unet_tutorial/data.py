@@ -565,7 +565,8 @@ def _check_synthetic_args(n, size, seed):
 def synthetic_membranes(n: int, size: int = 512, seed: int = 0):
     """Generate an EM-like membrane segmentation data set.
 
-    Taught in chapter 1 (Semantic segmentation).
+    Taught in chapter 1 (Semantic segmentation), as the stand-in when ISBI 2012 cannot be
+    loaded, and chapter 7 (Your own data and pretrained encoders), as a folder to practise on.
 
     Cells are perturbed Voronoi regions of varied size and shape, separated by
     dark membranes of varied width (18-25 % of pixels, like ISBI's 22 %), with
@@ -766,7 +767,8 @@ def _colour_codes(rgb) -> np.ndarray:
 def mask_to_classes(rgb_mask, palette) -> np.ndarray:
     """Turn a colour-coded mask into class indices.
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------
@@ -818,7 +820,8 @@ def mask_to_classes(rgb_mask, palette) -> np.ndarray:
 def classes_to_rgb(classes, palette) -> np.ndarray:
     """Colour class indices with a palette (the inverse of :func:`mask_to_classes`).
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------

@@ -20,7 +20,7 @@ PyTorch backends. The classes and functions are registered with
 ``keras.saving.register_keras_serializable(package="unet_tutorial")``: import
 this module before ``keras.saving.load_model`` so saved models find them.
 
-Taught in chapter 3 (A mini U-Net) and chapter 5 (Weight maps).
+Taught in chapter 4 (The full U-Net) and chapter 5 (Weight maps).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def pixel_cross_entropy(y_true, y_pred, from_logits=False):
     ``-(y log p + (1 - y) log(1 - p))``; a softmax output with K > 1 channels gets
     ``-log p[y]`` for the true class ``y``.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 5 (Weight maps).
 
     Parameters
     ----------
@@ -237,7 +237,7 @@ def dice_loss(y_true, y_pred, smooth=1.0):
     every image counts equally however many cell pixels it has. For a softmax
     output the Dice of each class (one-hot ``y``) is averaged over the K classes.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ def bce_dice_loss(y_true, y_pred, smooth=1.0):
     small foreground class. See :func:`pixel_cross_entropy` and :func:`dice_loss`
     (softmax outputs use the categorical cross-entropy).
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -328,7 +328,7 @@ class DiceLoss(_PerImageLoss):
     See :func:`dice_loss`. Per-pixel weight maps are refused because Dice is a
     ratio over the whole image; one weight per image (B,) works.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -354,7 +354,7 @@ class BCEDiceLoss(_PerImageLoss):
     See :func:`bce_dice_loss`. For the paper's weight maps use
     :class:`PixelCrossEntropy`; this loss takes only one weight per image.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------

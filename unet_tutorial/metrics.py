@@ -137,7 +137,8 @@ def _class_maps(pred, truth, n_classes):
 def confusion_matrix(pred, truth, n_classes=2):
     """Pixel counts per (true class, predicted class).
 
-    Taught in chapter 1 (Semantic segmentation).
+    Taught in chapter 1 (Semantic segmentation); chapter 7 (Your own data and pretrained
+    encoders) uses it for several classes.
 
     Parameters
     ----------
@@ -281,7 +282,7 @@ def segmentation_scores(pred_labels, truth_labels):
     is unassigned and counts as a segment of its own. No thresholding or
     thinning happens here; :func:`isbi_scores` does those first.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation).
 
     Parameters
     ----------
@@ -344,7 +345,7 @@ def v_rand(pred_labels, truth_labels):
     in true segment i and predicted segment j, ``a_i`` / ``b_j`` the segment
     sizes, over pixels with ``truth_labels > 0``. See :func:`segmentation_scores`.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation).
 
     Parameters
     ----------
@@ -368,7 +369,7 @@ def v_info(pred_labels, truth_labels):
     true (T) segments over the harmonic mean of their entropies. See
     :func:`segmentation_scores`.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation).
 
     Parameters
     ----------
@@ -393,7 +394,8 @@ def thinned_cell_labels(cells):
     distance) and a one-pixel line labelled 0 stays where two cells meet. This
     is the "border thinning" of the ISBI 2012 evaluation.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation), with the ISBI scores, and chapter 5
+    (Weight maps), which uses it to find the membranes between touching cells.
 
     Parameters
     ----------
@@ -446,7 +448,7 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     stack (N, H, W) each slice is scored separately and the per-threshold scores
     are averaged over the slices before the best threshold is picked, as in Fiji.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation).
 
     Parameters
     ----------
@@ -561,7 +563,7 @@ def evaluate_segmentation(
     The challenge chose one threshold for the whole stack: for that number call
     ``isbi_scores(probs, masks)`` on the (N, H, W) arrays.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 3 (A mini U-Net) and chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -622,7 +624,7 @@ def evaluate_segmentation(
 def format_table(rows, digits=4):
     """Plain-text table of result rows, one line per row, columns aligned.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 1 (Semantic segmentation) and used in the later chapters.
 
     Parameters
     ----------

@@ -95,6 +95,8 @@ def _fits(size, depth, padding):
 def nearest_valid_sizes(input_size, depth=4, padding="valid"):
     """The valid input sizes just below and just above ``input_size``.
 
+    Taught in chapter 4 (The full U-Net).
+
     Returns
     -------
     tuple of (int or None, int)
@@ -116,7 +118,8 @@ def nearest_valid_sizes(input_size, depth=4, padding="valid"):
 def check_input_size(input_size, depth=4, padding="valid"):
     """Raise a ValueError naming the nearest valid sizes when ``input_size`` does not fit.
 
-    Taught in chapter 4 (The full U-Net): a valid U-Net of depth 4 takes sizes that are
+    Taught in chapter 4 (The full U-Net), and used in chapter 3 (A mini U-Net) for the
+    'same' network's sizes: a valid U-Net of depth 4 takes sizes that are
     12 mod 16 (and at least 188), a 'same' U-Net multiples of 16.
     """
     _check_depth(depth)
@@ -168,7 +171,7 @@ def context(depth=4):
     """Pixels a valid U-Net eats on each side: ``(input - output) / 2`` (92 at depth 4).
 
     It does not depend on the input size, which is what makes overlap-tile work.
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 4 (The full U-Net); chapter 6 (Overlap-tile on Colab GPUs) builds on it.
     """
     _check_depth(depth)
     size = valid_input_size(1, depth)
@@ -181,6 +184,8 @@ def skip_crops(depth=4):
     The encoder map at a level is larger than the decoder map it joins by a fixed amount
     that does not depend on the input size: 4 at the lowest level, then ``2 * c + 8``
     going up (88, 40, 16, 4 at depth 4, as in the paper's 568 -> 392 crop).
+
+    Taught in chapter 4 (The full U-Net).
     """
     _check_depth(depth)
     crops = [4]

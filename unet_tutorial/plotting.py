@@ -245,7 +245,8 @@ def _palette_colours(palette):
 def colorize(classes, palette):
     """Paint a class map with one colour per class.
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------

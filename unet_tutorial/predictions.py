@@ -20,7 +20,7 @@ network's cell probability unchanged, as 32-bit floats. (Some write-ups describe
 the format as a "membrane probability"; with this evaluation code a membrane map
 would have to be inverted first: pass ``1 - membrane_prob``.)
 
-Taught in chapter 6 (Overlap-tile on Colab GPUs) and chapter 7 (Your own data and
+Taught in chapter 4 (The full U-Net), chapter 6 (Overlap-tile on Colab GPUs) and chapter 7 (Your own data and
 pretrained encoders).
 """
 
@@ -72,7 +72,7 @@ def _check_prob(prob, name="prob"):
 def binarize(prob, threshold=0.5):
     """Threshold a probability map: True where ``prob > threshold``.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -96,7 +96,7 @@ def binarize(prob, threshold=0.5):
 def to_uint8(prob):
     """Probabilities in [0, 1] as 8-bit grey values 0..255 (rounded).
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 4 (The full U-Net).
     """
     return np.round(_check_prob(prob) * 255).astype(np.uint8)
 
@@ -151,7 +151,7 @@ def prediction_paths(folder, names):
 
     Check them before a long prediction to fail early rather than after it.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 4 (The full U-Net).
     """
     folder = Path(folder)
     return [(folder / f"{name}_prob.png", folder / f"{name}_mask.png") for name in names]
@@ -173,7 +173,7 @@ def save_predictions(probs, folder, threshold=0.5, names=None, overwrite=False):
     holds 255 where ``p > threshold`` and 0 elsewhere. Nothing is written if any
     target file exists and ``overwrite`` is False.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------

@@ -134,7 +134,10 @@ def in_ci():
 
 
 def in_colab():
-    """True inside Google Colab."""
+    """True inside Google Colab.
+
+    Taught in chapter 4 (The full U-Net), which keeps checkpoints on Drive in Colab.
+    """
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
@@ -194,7 +197,10 @@ def has_gpu():
 
 
 def device_name():
-    """A short description of the device Keras computes on, e.g. ``"GPU: Tesla T4"``."""
+    """A short description of the device Keras computes on, e.g. ``"GPU: Tesla T4"``.
+
+    Taught in chapter 1 (Semantic segmentation); every chapter's last cell prints it.
+    """
     if has_gpu():
         return f"GPU: {_gpu_name()}"
     return f"CPU: {_cpu_name()}, {os.cpu_count()} cores"
@@ -241,6 +247,8 @@ def summary(profile=None):
     """One line naming profile, backend, device and versions; every chapter prints it first.
 
     Stored notebook outputs thus say which machine made them.
+
+    Taught in chapter 1 (Semantic segmentation); every chapter prints it first.
 
     Parameters
     ----------
@@ -289,6 +297,8 @@ def seed_everything(seed=0):
 
 def mount_drive(mountpoint="/content/drive"):
     """Mount Google Drive in Colab so checkpoints survive the end of the session.
+
+    Taught in chapter 4 (The full U-Net).
 
     Returns
     -------
@@ -355,6 +365,8 @@ def checkpoint_dir(name, root=None, use_drive=None):
 
 class Stopwatch:
     """Measures a chapter's run time; ``str()`` gives e.g. ``"3 min 12 s"``.
+
+    Taught in chapter 1 (Semantic segmentation); every chapter starts one in its first cell.
 
     Examples
     --------

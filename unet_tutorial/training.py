@@ -600,7 +600,7 @@ def train(
 def read_history(source):
     """A run's history as ``{key: list of float}``, with ``"epoch"`` counted from 1.
 
-    Taught in chapter 3 (A mini U-Net).
+    Taught in chapter 4 (The full U-Net); chapter 8 (Results) reads the recipes' histories with it.
 
     Parameters
     ----------
