@@ -369,12 +369,17 @@ def keep_for_book(row, results):
         predictions.save_predictions(prob[None], folder, names=[name], threshold=0.5)
 
 
-def git_commit():
-    """Short hash of the checkout's HEAD ('+' if files changed), or '' outside git."""
+def git_commit(root=ROOT):
+    """Short hash of the checkout's HEAD ('+' if tracked files changed), or '' outside git.
+
+    Changes under benchmarks/results/ do not count: from the second run on, the results
+    file this script appends to is itself a changed file.
+    """
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import keras
@@ -313,3 +314,23 @@ def test_keep_for_book_copies_history_and_first_slice(tmp_path):
     assert (folder / "paper-no-tta_seed0_history.csv").exists()
     recipes.keep_for_book(row, results)  # second call: files exist, left alone
     np.testing.assert_array_equal(np.asarray(Image.open(folder / "paper_seed0_slice25_prob.png")), saved)
+
+
+def test_git_commit_marks_changed_code_but_not_the_results_it_writes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "recipes_cpu.csv").write_text("date\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "start")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert recipes.git_commit(tmp_path) == head
+    (tmp_path / "benchmarks" / "results" / "recipes_cpu.csv").write_text("date\nrow\n")
+    assert recipes.git_commit(tmp_path) == head  # the script's own output
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert recipes.git_commit(tmp_path) == head + "+"
+    assert recipes.git_commit(tmp_path / "nowhere") == ""
