@@ -502,12 +502,20 @@ def test_dataset_trains_a_tiny_keras_model_with_sample_weights():
 # --------------------------------------------------------------------------- keras.layers.RandomElasticTransform
 def test_keras_elastic_layer_misaligns_image_and_mask(realistic_mask):
     """Documents Keras 3.15: if this fails, Keras may have fixed the layer; update chapter 2."""
-    pytest.importorskip("keras")
+    keras = pytest.importorskip("keras")
     dict_call = augment.keras_elastic_agreement(realistic_mask, seed=3, how="dict")
     same_layer = augment.keras_elastic_agreement(realistic_mask, seed=3, how="same_layer")
     two_layers = augment.keras_elastic_agreement(realistic_mask, seed=3, how="two_layers")
     assert dict_call < 0.995 and same_layer < 0.995
-    assert two_layers >= 0.98  # two identically seeded layers do share one field
     dy, dx = augment.keras_elastic_displacement((96, 96), seed=3)
     assert dy.std() > 0.5
-    np.testing.assert_allclose(dy[24:-24, 24:-24], dx[24:-24, 24:-24], atol=1e-3)  # moves along the diagonal only
+    if keras.backend.backend() == "torch":
+        # On PyTorch the seed does not fix the field: two identically seeded layers differ,
+        # and the row and column shifts are drawn independently (what chapter 2 says).
+        assert two_layers < 0.995
+        again, _ = augment.keras_elastic_displacement((96, 96), seed=3)
+        assert not np.allclose(dy, again)
+        assert abs(np.corrcoef(dy[24:-24, 24:-24].ravel(), dx[24:-24, 24:-24].ravel())[0, 1]) < 0.5
+    else:
+        assert two_layers >= 0.98  # two identically seeded layers do share one field
+        np.testing.assert_allclose(dy[24:-24, 24:-24], dx[24:-24, 24:-24], atol=1e-3)  # moves along the diagonal only

@@ -979,7 +979,9 @@ def keras_elastic_agreement(mask, seed, how="dict"):
     "two_layers" shares one field (over 99 %; the rest is bilinear vs nearest
     at label edges). Every variant draws the row and column displacements
     from the same seed, so they are equal (see ``keras_elastic_displacement``):
-    pixels only move along the diagonal.
+    pixels only move along the diagonal. The same holds on JAX. On PyTorch (Keras
+    3.15.1, torch 2.13) the seed does not fix the field: "two_layers" misaligns too,
+    and the row and column shifts are independent.
 
     Taught in chapter 2 (Augmentation).
     """
@@ -1021,7 +1023,8 @@ def keras_elastic_displacement(shape, seed):
     Returns
     -------
     dy, dx : ndarray of float32, shape (H, W)
-        Away from the border (where ``nearest`` clamps) dy equals dx.
+        Away from the border (where ``nearest`` clamps) dy equals dx on the
+        TensorFlow and JAX backends; on PyTorch they differ, and so does every call.
 
     Notes
     -----
