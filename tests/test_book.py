@@ -8,6 +8,7 @@ on it.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -284,8 +285,6 @@ def _chapter_sources():
 
 def _package_docstrings():
     """(module, name, docstring) of the public top-level functions and classes, read without importing."""
-    import ast
-
     for path in sorted((ROOT / "unet_tutorial").glob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
