@@ -14,6 +14,10 @@ of minutes of training, then appends one row to a CSV file:
     elastic deformation (``augment.PAPER_PARAMS``), border weight maps (w0 = 10,
     sigma = 5) as ``sample_weight``, overlap-tile prediction with test-time
     augmentation (the 8 flips and rotations).
+``paper-weights-everywhere``
+    The paper's recipe with the border term of the weight maps on every pixel, cell
+    pixels included (the literal reading of the formula), instead of on the
+    background between cells only (the paper's Fig. 3d, ``weights.weight_map``'s default).
 ``paper-no-weights``, ``paper-no-elastic``, ``paper-no-tta``
     The paper's recipe without one of its parts. ``paper-no-tta`` reuses the model
     of a finished ``paper`` run of the same seed, profile, data and budget when the
@@ -26,7 +30,18 @@ building and augmentation included); computing weight maps (``prep_seconds``, ca
 in the run folder) and predicting (``predict_seconds``) are timed separately.
 Scores: ``metrics.isbi_scores`` on the validation stack (V_Rand and V_Info, one
 threshold for the whole stack, as the challenge chose it), pixel error and IoU of the
-membrane class at threshold 0.5 over all validation pixels.
+membrane class at threshold 0.5 over all validation pixels. Each row's validation
+probabilities are kept, float16 and compressed, in
+``<results stem>/<variant>_seed<k>_val_prob.npz``; the scores are computed from those
+stored maps, and ``rescore`` recomputes every row from them after a scorer change,
+with no training.
+
+A wall-clock budget is only fair when every run gets the same processor. Run the
+comparison on an idle machine, or pin it: ``taskset -c 1 python benchmarks/recipes.py
+run ... --threads 1`` gives every run one core and one thread. Each row records what it
+got: ``cpus`` (the cores it may use), ``threads``, ``cpu_share`` (its processor time
+over wall time per allowed core, 1.0 = it had its cores to itself) and ``load`` (the
+machine's mean one-minute load average while it trained).
 
 Typical use (the real runs take about 4 budgets per seed plus prediction)::
 
@@ -34,6 +49,7 @@ Typical use (the real runs take about 4 budgets per seed plus prediction)::
     python benchmarks/recipes.py summarize --profile cpu
     python benchmarks/recipes.py run --variant paper --seed 0 --budget-minutes 5
     python benchmarks/recipes.py run --smoke --variant popular --data synthetic
+    python benchmarks/recipes.py rescore --results benchmarks/results/recipes_cpu.csv
 
 ``run`` is the default command (``recipes.py --all`` works too). Rows are appended
 to ``benchmarks/results/recipes_<profile>.csv`` (created with a header; existing
@@ -51,21 +67,27 @@ import csv
 import datetime
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-VARIANTS = ("popular", "paper", "paper-no-weights", "paper-no-elastic", "paper-no-tta")
+VARIANTS = ("popular", "paper", "paper-weights-everywhere", "paper-no-weights", "paper-no-elastic",
+            "paper-no-tta")
 COLUMNS = (
     "date", "variant", "seed", "profile", "backend", "device", "data", "n_train", "n_val",
     "budget_s", "train_seconds", "steps", "params", "v_rand", "v_rand_threshold", "v_info",
     "pixel_error", "iou_membrane", "predict_seconds", "prep_seconds", "base_filters", "depth",
-    "input_size", "batch_size", "tta", "model_from", "run_dir", "keras_version", "commit",
+    "input_size", "batch_size", "tta", "border_on", "model_from", "run_dir", "keras_version", "commit",
+    "cpus", "threads", "cpu_share", "load", "scorer",
 )
+SCORE_COLUMNS = ("v_rand", "v_rand_threshold", "v_info", "pixel_error", "iou_membrane", "scorer")
 DEFAULT_BUDGET_MINUTES = {"smoke": 0.05, "cpu": 30.0, "gpu": 30.0}
 LEARNING_RATE = 1e-4
 POPULAR_BATCH_SIZE = 2  # zhixuhao/unet's batch size
@@ -107,13 +129,19 @@ def wall_clock_budget(seconds, max_steps=None, clock=time.perf_counter):
             super().__init__()
             self.budget, self.max_steps, self.clock = float(seconds), max_steps, clock
             self.steps, self.seconds, self.start = 0, 0.0, None
+            self.cpu_seconds, self.loads, self._cpu_start, self._next_load = 0.0, [], 0.0, 0.0
 
         def on_train_begin(self, logs=None):
             self.start = self.clock()
+            self._cpu_start = time.process_time()
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps += 1
             self.seconds = self.clock() - self.start
+            self.cpu_seconds = time.process_time() - self._cpu_start
+            if self.seconds >= self._next_load:  # one load sample every 30 s
+                self.loads.append(os.getloadavg()[0])
+                self._next_load = self.seconds + 30.0
             if self.seconds >= self.budget or (self.max_steps and self.steps >= self.max_steps):
                 self.model.stop_training = True
 
@@ -132,11 +160,13 @@ def load_split(args):
     if args.data == "isbi2012":
         dataset = data.load_isbi2012(args.data_dir, download=not args.no_download)
         x_train, y_train, x_val, y_val = data.split_isbi2012(dataset, n_val=5)
+        args.first_val_slice = len(x_train)  # slice 25, also when --train-images keeps fewer
     else:
         size = args.image_size or 512
         n_train, n_val = args.train_images or 25, args.val_images or 5
         images, masks = data.synthetic_membranes(n_train + n_val, size, seed=1234)
         x_train, y_train, x_val, y_val = images[:n_train], masks[:n_train], images[n_train:], masks[n_train:]
+        args.first_val_slice = n_train
     if args.train_images:
         x_train, y_train = x_train[: args.train_images], y_train[: args.train_images]
     if args.val_images:
@@ -190,6 +220,7 @@ def recipe(variant, profile, image_side):
                 output_size=models.output_size(tile, profile.depth, "valid"), resize=None,
                 augment=dict(augment.PAPER_PARAMS, elastic=variant != "paper-no-elastic"),
                 weights=variant != "paper-no-weights", tta=variant != "paper-no-tta",
+                border_on="everywhere" if variant == "paper-weights-everywhere" else "background",
                 batch_size=profile.batch_size, loss="pixel_cross_entropy")
 
 
@@ -221,7 +252,8 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
         y_train = (resize_stack(y_train, settings["resize"]) > 0.5).astype(np.uint8)
     if settings["weights"]:
         cache = Path(args.out) / "weight_maps"
-        w_train = weights.weight_maps(y_train, cache_dir=cache, w0=W0, sigma=SIGMA)
+        w_train = weights.weight_maps(y_train, cache_dir=cache, w0=W0, sigma=SIGMA,
+                                      border_on=settings["border_on"])
     prep_seconds = time.perf_counter() - prep_start
 
     dataset = augment.SegmentationDataset(
@@ -237,9 +269,12 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
     history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"))  # learning curves for the book
     model.fit(dataset, epochs=epochs, callbacks=[budget, history], verbose=args.verbose)
     model.save(run_dir / "model.keras")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info = dict(variant=variant, seed=seed, profile=profile.name, budget_s=args.budget_seconds,
                 data=args.data_label, train_seconds=round(budget.seconds, 2), steps=budget.steps,
                 prep_seconds=round(prep_seconds, 2), params=int(model.count_params()),
+                cpu_share=round(budget.cpu_seconds / max(budget.seconds, 1e-9) / cpus, 3),
+                load=round(sum(budget.loads) / len(budget.loads), 2) if budget.loads else "",
                 finished=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     (run_dir / "info.json").write_text(json.dumps(info, indent=2))
     return model, info
@@ -281,10 +316,32 @@ def score(prob, masks):
     """V_Rand, V_Info (one threshold for the stack), pixel error and membrane IoU at 0.5."""
     from unet_tutorial import metrics
 
+    prob = stored_form(prob).astype(np.float32)  # score exactly what is kept for rescoring
     scores = metrics.isbi_scores(prob, masks)
     cells = (prob > 0.5).astype(int)
     return dict(v_rand=scores["v_rand"], v_rand_threshold=scores["threshold"], v_info=scores["v_info"],
-                pixel_error=metrics.pixel_error(cells, masks), iou_membrane=float(metrics.iou(cells, masks)[0]))
+                pixel_error=metrics.pixel_error(cells, masks), iou_membrane=float(metrics.iou(cells, masks)[0]),
+                scorer=getattr(metrics, "SCORER", "isbi_scores"))
+
+
+def stored_form(prob):
+    """The probabilities as they are kept: float16, within [0, 1]."""
+    return np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0).astype(np.float16)
+
+
+def prob_path(results, variant, seed):
+    """Where a row's validation probabilities are kept, next to the results file."""
+    return Path(results).with_suffix("") / f"{variant}_seed{seed}_val_prob.npz"
+
+
+def keep_probabilities(results, row, prob, first_slice):
+    """Save the row's validation probabilities (float16, compressed); never replace a file."""
+    path = prob_path(results, row["variant"], row["seed"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise FileExistsError(f"{path} exists already: one stored map per variant and seed; "
+                              "pass another --results file for a new comparison.")
+    np.savez_compressed(path, prob=stored_form(prob), first_slice=np.int64(first_slice))
 
 
 def new_run_dir(out, variant, seed):
@@ -327,6 +384,7 @@ def run_variant(variant, seed, profile, args, split):
     prob = predict_variant(model, settings, profile, x_val)
     predict_seconds = time.perf_counter() - start
     np.save(run_dir / "val_prob.npy", prob)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     row = dict(
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), variant=variant, seed=seed,
         profile=profile.name, backend=keras.backend.backend(), device=runtime.device_name(),
@@ -334,9 +392,13 @@ def run_variant(variant, seed, profile, args, split):
         train_seconds=info["train_seconds"], steps=info["steps"], params=info["params"],
         **score(prob, y_val), predict_seconds=round(predict_seconds, 2), prep_seconds=info["prep_seconds"],
         base_filters=profile.base_filters, depth=profile.depth, input_size=settings["input_size"],
-        batch_size=settings["batch_size"], tta=settings["tta"], model_from=model_from, run_dir=str(run_dir),
-        keras_version=keras.__version__, commit=git_commit(),
+        batch_size=settings["batch_size"], tta=settings["tta"],
+        border_on=settings.get("border_on", "") if settings["weights"] else "", model_from=model_from,
+        run_dir=str(run_dir), keras_version=keras.__version__, commit=git_commit(),
+        cpus=" ".join(map(str, cpus)), threads=args.threads or "", cpu_share=info.get("cpu_share", ""),
+        load=info.get("load", ""),
     )
+    keep_probabilities(args.results, row, prob, args.first_val_slice)
     (run_dir / "row.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -503,7 +565,14 @@ def build_parser():
     run.add_argument("--image-size", type=int, default=None, help="crop every slice to its top-left SIZE x SIZE")
     run.add_argument("--eager", action="store_true", help="run Keras eagerly (no graph building; tiny runs)")
     run.add_argument("--workers", type=int, default=1, help="threads preparing batches (keras PyDataset)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="TensorFlow's intra- and inter-op threads (with taskset, for a fair pinned run)")
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="Keras progress display")
+    again = commands.add_parser("rescore", help="recompute every row's scores from its stored probabilities",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    again.add_argument("--results", required=True, help="CSV whose rows are rescored in place")
+    again.add_argument("--data-dir", default=None, help="folder holding isbi2012/ (the validation masks)")
+    again.add_argument("--no-download", action="store_true", help="never download ISBI 2012")
     show = commands.add_parser("summarize", help="print the results as markdown tables",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     show.add_argument("--profile", choices=("smoke", "cpu", "gpu"), default="cpu", help="picks the default CSV")
@@ -513,7 +582,7 @@ def build_parser():
 
 def _parse(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "summarize", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "rescore", "summarize", "-h", "--help"):
         argv.insert(0, "run")
     return build_parser().parse_args(argv)
 
@@ -526,7 +595,7 @@ def _check_run_args(args):
             elif getattr(args, key) is None:
                 setattr(args, key, value)
         args.profile = args.profile or "smoke"
-    for name in ("max_steps", "train_images", "val_images", "image_size", "workers"):
+    for name in ("max_steps", "train_images", "val_images", "image_size", "workers", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -543,10 +612,20 @@ def run_arguments(argv):
     return args
 
 
+def limit_threads(threads):
+    """Ask TensorFlow (and OpenMP) for this many threads; must run before TensorFlow loads."""
+    if threads:
+        if "tensorflow" in sys.modules:
+            raise RuntimeError("--threads must be set before TensorFlow is imported")
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(threads)
+
+
 def run_command(args):
+    _check_run_args(args)  # idempotent: presets only fill options left unset
+    limit_threads(args.threads)
     from unet_tutorial import runtime
 
-    _check_run_args(args)  # idempotent: presets only fill options left unset
     profile = runtime.select_profile(args.profile)
     minutes = args.budget_minutes or DEFAULT_BUDGET_MINUTES[profile.name]
     args.budget_seconds = round(minutes * 60, 3)
@@ -558,12 +637,58 @@ def run_command(args):
     variants = VARIANTS if args.all else list(dict.fromkeys(args.variant))
     for seed in args.seeds or [args.seed]:
         for variant in variants:
+            if prob_path(args.results, variant, seed).exists():
+                print(f"[{variant} seed {seed}] already in {args.results}: skipped", flush=True)
+                continue
             row = run_variant(variant, seed, profile, args, split)
             append_row(args.results, row)
             keep_for_book(row, args.results)
             print(f"[{variant} seed {seed}] V_Rand {row['v_rand']:.4f}  V_Info {row['v_info']:.4f}  "
                   f"pixel error {row['pixel_error']:.4f}  {row['steps']} steps in {row['train_seconds']} s "
                   f"-> {args.results}", flush=True)
+    return 0
+
+
+def rescore(args):
+    """Recompute the score columns of every row from its stored probabilities, in place.
+
+    Rows without a stored map are left as they are. The file is rewritten through a
+    temporary file, so an interrupted rescore leaves the old one whole.
+    """
+    from unet_tutorial import data
+
+    path = Path(args.results)
+    rows = read_rows(path)
+    with open(path, newline="") as file:
+        header = next(csv.reader(file))
+    isbi = None
+    changed = 0
+    for row in rows:
+        stored = prob_path(path, row["variant"], row["seed"])
+        if not stored.exists():
+            print(f"[{row['variant']} seed {row['seed']}] no stored probabilities: kept as it is")
+            continue
+        with np.load(stored) as archive:
+            prob, first = archive["prob"], int(archive["first_slice"])
+        side = prob.shape[1]
+        if row["data"].startswith("synthetic"):  # the slices load_split made, rebuilt
+            _, masks = data.synthetic_membranes(int(row["n_train"]) + int(row["n_val"]), side, seed=1234)
+        else:
+            isbi = isbi or data.load_isbi2012(args.data_dir, download=not args.no_download)
+            masks = isbi.train_masks
+        new = score(prob, masks[first:first + len(prob), :side, :side])
+        before = _number(row["v_rand"])
+        row.update({key: new[key] for key in SCORE_COLUMNS if key in header})
+        changed += 1
+        print(f"[{row['variant']} seed {row['seed']}] V_Rand {before:.4f} -> {new['v_rand']:.4f}  "
+              f"V_Info {new['v_info']:.4f}")
+    temporary = path.with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    print(f"rescored {changed} of {len(rows)} rows in {path}")
     return 0
 
 
@@ -576,6 +701,8 @@ def main(argv=None):
         return 0
     args = _parse(argv)
     try:
+        if args.command == "rescore":
+            return rescore(args)
         if args.command == "summarize":
             path = args.results or ROOT / "benchmarks" / "results" / f"recipes_{args.profile}.csv"
             print(summarize(read_rows(path)))

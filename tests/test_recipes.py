@@ -168,6 +168,12 @@ def test_scores_match_the_saved_predictions(smoke):
     for row in smoke["rows"]:
         prob = np.load(Path(row["run_dir"]) / "val_prob.npy")
         assert prob.shape == masks.shape and prob.min() >= 0 and prob.max() <= 1
+        with np.load(recipes.prob_path(smoke["results"], row["variant"], row["seed"])) as stored:
+            kept = stored["prob"]
+            first = 25 if os.environ.get("UNET_TUTORIAL_DATA") else 2
+            assert kept.dtype == np.float16 and int(stored["first_slice"]) == first
+        np.testing.assert_allclose(kept, prob, atol=1e-3)  # float16 keeps 3 decimals
+        prob = kept.astype(np.float32)  # the row is scored from what is kept
         scores = metrics.isbi_scores(prob, masks)
         assert float(row["v_rand"]) == pytest.approx(scores["v_rand"])
         assert float(row["v_info"]) == pytest.approx(scores["v_info"])
@@ -198,6 +204,65 @@ def test_no_tta_reuses_the_paper_model_and_appends(smoke):
     val_images = recipes.load_split(recipes.run_arguments(["--variant", "paper", *smoke["common"]]))[2]
     expected = tiling.predict_tiled(model, val_images[0], tile_size=220, tta=False)
     np.testing.assert_allclose(saved, expected, atol=1e-5)
+
+
+def test_rows_record_cores_threads_share_load_and_scorer(smoke):
+    for row in smoke["rows"]:
+        assert row["cpus"].split() and all(c.isdigit() for c in row["cpus"].split())
+        assert row["threads"] == ""  # not limited in the test run
+        assert 0.0 < float(row["cpu_share"]) <= 1.5
+        assert float(row["load"]) >= 0.0
+        assert row["scorer"] == metrics.SCORER
+    popular, paper = smoke["rows"]
+    assert (popular["border_on"], paper["border_on"]) == ("", "background")
+
+
+def test_weights_everywhere_variant_differs_only_in_the_border_term():
+    from unet_tutorial import runtime
+
+    profile = runtime.select_profile("smoke")
+    paper = recipes.recipe("paper", profile, 96)
+    everywhere = recipes.recipe("paper-weights-everywhere", profile, 96)
+    assert (paper["border_on"], everywhere["border_on"]) == ("background", "everywhere")
+    assert {k: v for k, v in paper.items() if k != "border_on"} == {
+        k: v for k, v in everywhere.items() if k != "border_on"}
+
+
+def test_rescore_restores_every_row_from_the_stored_maps(smoke, tmp_path):
+    copy = tmp_path / smoke["results"].name
+    copy.write_text(smoke["results"].read_text())
+    stored = smoke["results"].with_suffix("")
+    (tmp_path / stored.name).mkdir()
+    for file in stored.glob("*_val_prob.npz"):
+        (tmp_path / stored.name / file.name).write_bytes(file.read_bytes())
+    rows = read_csv(copy)
+    spoiled = [dict(row, v_rand="0.1", v_info="0.2", scorer="old") for row in rows]
+    with open(copy, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=recipes.COLUMNS)
+        writer.writeheader()
+        writer.writerows(spoiled)
+    data_dir = ["--no-download"] if os.environ.get("UNET_TUTORIAL_DATA") else []
+    assert recipes.main(["rescore", "--results", str(copy), *data_dir]) == 0
+    again = read_csv(copy)
+    for old, new in zip(rows, again):
+        assert new == old  # every column back, scores recomputed from the stored maps
+    assert not copy.with_suffix(".csv.tmp").exists()
+
+
+def test_a_run_already_stored_is_skipped_not_overwritten(smoke, capsys):
+    before = smoke["results"].read_text()
+    assert recipes.main(["run", "--variant", "paper", *smoke["common"]]) == 0
+    assert "already in" in capsys.readouterr().out
+    assert smoke["results"].read_text() == before
+
+
+def test_threads_are_refused_after_tensorflow_loaded(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(RuntimeError, match="before TensorFlow"):
+        recipes.limit_threads(1)
+    recipes.limit_threads(None)  # nothing asked, nothing refused
 
 
 def test_a_foreign_results_file_is_refused_and_kept(tmp_path):

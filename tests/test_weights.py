@@ -59,15 +59,43 @@ def brute_force_border_term(instances, w0=W0, sigma=SIGMA):
 # ------------------------------------------------------------ hand-made values
 @pytest.mark.parametrize("value", [1, 255])
 def test_two_squares_border_term_matches_hand_values(value):
-    term = weights.border_term(two_squares(value))
+    term = weights.border_term(two_squares(value), border_on="everywhere")
     # In the gap, distances to the two squares add up to the column gap 12 - 8 = 4.
     for col in (9, 10, 11):
         assert term[7, col] == pytest.approx(paper_term(4.0), rel=1e-6)
+    # Read literally, the formula also holds inside a cell.
     # Facing edge pixel of a square: d1 = 0, d2 = 4. Two columns further in: d2 = 6.
     assert term[7, 8] == pytest.approx(paper_term(4.0), rel=1e-6)
     assert term[7, 6] == pytest.approx(paper_term(6.0), rel=1e-6)
     # Two rows above the gap centre: both squares are sqrt(2^2 + 2^2) away.
     assert term[3, 10] == pytest.approx(paper_term(2 * math.sqrt(8)), rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [1, 255])
+def test_default_border_term_is_zero_on_cells_and_unchanged_between_them(value):
+    mask = two_squares(value)
+    term = weights.border_term(mask)
+    everywhere = weights.border_term(mask, border_on="everywhere")
+    cells = mask > 0
+    assert np.all(term[cells] == 0)
+    assert np.array_equal(term[~cells], everywhere[~cells])
+    assert term[7, 10] == pytest.approx(paper_term(4.0), rel=1e-6)
+
+
+def test_default_weight_map_is_exactly_the_class_term_on_every_cell_pixel():
+    for mask in (two_squares(), random_blobs(7)):
+        cells = mask > 0
+        for method in (weights.weight_map, weights.weight_map_reference):
+            result = method(mask)
+            assert np.array_equal(result[cells], weights.class_weight_map(mask)[cells])
+            assert result[~cells].max() > weights.class_weight_map(mask)[~cells].max()
+
+
+def test_border_on_rejects_unknown_values():
+    with pytest.raises(ValueError, match="border_on must be 'background' or 'everywhere'"):
+        weights.weight_map(two_squares(), border_on="cells")
+    with pytest.raises(ValueError, match="border_on"):
+        weights.weight_maps(two_squares()[None], border_on="all")
 
 
 def test_two_squares_weight_map_adds_balanced_class_weights():
@@ -77,7 +105,9 @@ def test_two_squares_weight_map_adds_balanced_class_weights():
     result = weights.weight_map(mask)
     assert result.dtype == np.float32 and result.shape == mask.shape
     assert result[7, 10] == pytest.approx(background + paper_term(4.0), rel=1e-6)
-    assert result[7, 8] == pytest.approx(cell + paper_term(4.0), rel=1e-6)
+    assert result[7, 8] == pytest.approx(cell, rel=1e-6)
+    everywhere = weights.weight_map(mask, border_on="everywhere")
+    assert everywhere[7, 8] == pytest.approx(cell + paper_term(4.0), rel=1e-6)
     # Top row above the gap: 5 rows up and 2 columns across to either square.
     assert result[0, 10] == pytest.approx(background + paper_term(2 * math.hypot(5, 2)), rel=1e-6)
     # Far corner: d1 + d2 = 13 + hypot(5, 21), the term is ~4e-10, below the fast cut-off.
@@ -89,9 +119,11 @@ def test_diagonal_corner_contact_gives_two_cells():
     mask[2:6, 2:6] = 1
     mask[6:10, 6:10] = 1  # touches the first square only at a corner
     assert weights.cell_instances(mask).max() == 2  # 4-connectivity keeps them apart
-    term = weights.border_term(mask)
+    term = weights.border_term(mask, border_on="everywhere")
     assert term[5, 5] == pytest.approx(paper_term(math.sqrt(2)), rel=1e-6)
     assert term[6, 6] == pytest.approx(paper_term(math.sqrt(2)), rel=1e-6)
+    # The background pixel beside the contact is 1 and 1 away from the two cells.
+    assert weights.border_term(mask)[5, 6] == pytest.approx(paper_term(2.0), rel=1e-6)
 
 
 # --------------------------------------------------- fast versus exact methods
@@ -99,11 +131,13 @@ def test_diagonal_corner_contact_gives_two_cells():
 def test_reference_and_fast_match_brute_force_distances(seed):
     instances = ndimage.label(random_blobs(seed, shape=(18, 20)))[0]  # 4-connected
     assert instances.max() >= 2
-    expected = brute_force_border_term(instances)
-    reference = weights.weight_map_reference(instances, class_weights=None, labels="instance") - 1.0
-    fast = weights.border_term(instances, labels="instance")
-    np.testing.assert_allclose(reference, expected, atol=1e-5)
-    np.testing.assert_allclose(fast, expected, atol=1e-4)
+    everywhere = brute_force_border_term(instances)
+    for border_on, expected in (("everywhere", everywhere), ("background", everywhere * (instances == 0))):
+        reference = weights.weight_map_reference(
+            instances, class_weights=None, labels="instance", border_on=border_on) - 1.0
+        fast = weights.border_term(instances, labels="instance", border_on=border_on)
+        np.testing.assert_allclose(reference, expected, atol=1e-5)
+        np.testing.assert_allclose(fast, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", [2, 3, 4])

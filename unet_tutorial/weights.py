@@ -8,12 +8,22 @@ where ``w_c`` balances the class frequencies and ``d1``/``d2`` are the distances
 to the nearest and second-nearest cell. The second term is large only in thin
 gaps between cells, so the network is pushed to learn the separating borders.
 
-Distances follow the literal per-cell reading: the distance from x to cell i is
-``scipy.ndimage.distance_transform_edt(labels != i)`` at x, i.e. the Euclidean
-distance from x to the nearest pixel (centre) of cell i, which is 0 for a pixel
-inside cell i. So a pixel inside a cell has ``d1 = 0`` and ``d2`` = its distance
-to the nearest other cell; the border term therefore also lights up the cell
-pixels next to a narrow gap, not just the gap itself.
+The distance from x to cell i is ``scipy.ndimage.distance_transform_edt(labels != i)``
+at x: the Euclidean distance from x to the nearest pixel (centre) of cell i.
+
+Where the border term applies is not written in the paper's formula, only drawn in
+its Fig. 3d, where the high weights sit in the gaps *between* cells. By default
+(``border_on="background"``) the term is added on background pixels only, as in
+that figure and in the public reimplementations (e.g. ``unetwmap.m`` of
+bioimaging-lab/deepCyAn); cell pixels keep their class weight. Read literally, the
+formula also applies inside a cell, where ``d1 = 0`` and ``d2`` is the distance to
+the nearest other cell; ``border_on="everywhere"`` gives that reading, which also
+raises the weight of cell pixels next to a narrow gap.
+
+The class term ``w_c`` is not defined in the paper either. Here ``"balanced"``
+makes it average 1 over the image (weight N / (K N_c) for class c), so the
+border term keeps the same scale whatever the class balance; deepCyAn instead
+gives the rarer class the weight 1 and the other class its frequency ratio.
 
 Taught in chapter 5 (Weight maps).
 """
@@ -32,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "BORDER_ON",
     "DEFAULT_TOLERANCE",
     "binary_with_borders",
     "border_term",
@@ -47,7 +58,10 @@ __all__ = [
 DEFAULT_TOLERANCE = 1e-4
 
 # Bump when the numbers produced by weight_map change, so old caches are not reused.
-_CACHE_VERSION = "weights-v1"
+_CACHE_VERSION = "weights-v2"
+
+#: Where the border term is added: between cells (the paper's figure) or on every pixel.
+BORDER_ON = ("background", "everywhere")
 
 # 4-connectivity: a one-pixel membrane running diagonally leaves its two sides
 # touching only at corners, and those cells must stay separate.
@@ -188,7 +202,9 @@ def class_weight_map(mask, class_weights="balanced", labels="auto"):
 
 
 # -------------------------------------------------------------------- border term
-def _check_border_params(w0, sigma):
+def _check_border_params(w0, sigma, border_on="background"):
+    if border_on not in BORDER_ON:
+        raise ValueError(f"border_on must be 'background' or 'everywhere', got {border_on!r}.")
     if not (math.isfinite(w0) and w0 >= 0):
         raise ValueError(f"w0 must be a finite number >= 0, got {w0}.")
     if not (math.isfinite(sigma) and sigma > 0):
@@ -266,12 +282,20 @@ def _border_term_windowed(instances, w0, sigma, tol):
     return _term_from_distances(nearest, second, w0, sigma)
 
 
-def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE):
+def _restrict(term, instances, border_on):
+    """Zero the border term on cell pixels unless it applies everywhere."""
+    if border_on == "background":
+        term[instances > 0] = 0.0
+    return term
+
+
+def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE, border_on="background"):
     """The separation term w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) alone.
 
     Computed the fast way (distance transforms cropped around each cell), within
     ``tol`` of the exact formula everywhere; see :func:`weight_map_reference` for the
-    straightforward method. Zero when the mask has fewer than two cells.
+    straightforward method. Zero when the mask has fewer than two cells, and on cell
+    pixels unless ``border_on="everywhere"``.
 
     Taught in chapter 5 (Weight maps).
 
@@ -287,19 +311,32 @@ def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE):
         How to read ``mask``.
     tol : float
         Largest allowed absolute error; must be > 0.
+    border_on : {"background", "everywhere"}
+        Pixels that get the term: background only (the paper's Fig. 3d) or all.
 
     Returns
     -------
     numpy.ndarray of float32, shape (H, W)
+
+    Examples
+    --------
+    Two cells with a two-pixel gap: the term peaks in the gap, not on the cells.
+
+    >>> mask = np.array([[1, 1, 0, 0, 1, 1]])
+    >>> border_term(mask, w0=10, sigma=5).round(2)
+    array([[0.  , 0.  , 8.35, 8.35, 0.  , 0.  ]], dtype=float32)
+    >>> border_term(mask, w0=10, sigma=5, border_on="everywhere").round(2)
+    array([[7.26, 8.35, 8.35, 8.35, 8.35, 7.26]], dtype=float32)
     """
     w0, sigma, tol = float(w0), float(sigma), float(tol)
-    _check_border_params(w0, sigma)
+    _check_border_params(w0, sigma, border_on)
     if not (math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol}.")
-    return _border_term_windowed(cell_instances(mask, labels), w0, sigma, tol)
+    instances = cell_instances(mask, labels)
+    return _restrict(_border_term_windowed(instances, w0, sigma, tol), instances, border_on)
 
 
-def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"):
+def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto", border_on="background"):
     """The U-Net paper's weight map w(x) = w_c(x) + border term (fast method).
 
     Within 1e-4 of the exact formula everywhere (see ``_border_term_windowed`` for
@@ -323,6 +360,8 @@ def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"
         See :func:`class_weight_map`.
     labels : {"auto", "binary", "instance"}
         ``"auto"`` reads values within {0, 1} or {0, 255} as binary, else as instances.
+    border_on : {"background", "everywhere"}
+        Pixels that get the border term (see the module docstring).
 
     Returns
     -------
@@ -330,10 +369,11 @@ def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"
     """
     instances = cell_instances(mask, labels)
     class_term = class_weight_map(instances, class_weights, labels="instance")
-    return class_term + border_term(instances, w0, sigma, labels="instance")
+    return class_term + border_term(instances, w0, sigma, labels="instance", border_on=border_on)
 
 
-def weight_map_reference(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"):
+def weight_map_reference(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto",
+                         border_on="background"):
     """Straightforward, exact weight map: the baseline that :func:`weight_map` speeds up.
 
     Runs one Euclidean distance transform per cell over the whole image, stacks
@@ -344,7 +384,7 @@ def weight_map_reference(mask, w0=10.0, sigma=5.0, class_weights="balanced", lab
 
     Parameters
     ----------
-    mask, w0, sigma, class_weights, labels
+    mask, w0, sigma, class_weights, labels, border_on
         As for :func:`weight_map`.
 
     Returns
@@ -352,10 +392,11 @@ def weight_map_reference(mask, w0=10.0, sigma=5.0, class_weights="balanced", lab
     numpy.ndarray of float32, shape (H, W)
     """
     w0, sigma = float(w0), float(sigma)
-    _check_border_params(w0, sigma)
+    _check_border_params(w0, sigma, border_on)
     instances = cell_instances(mask, labels)
     class_term = class_weight_map(instances, class_weights, labels="instance")
-    return class_term + _border_term_reference(instances, w0, sigma)
+    border = _restrict(_border_term_reference(instances, w0, sigma), instances, border_on)
+    return class_term + border
 
 
 # -------------------------------------------------------------- touching cells
@@ -423,13 +464,14 @@ def binary_with_borders(instances, width=1):
 
 
 # ----------------------------------------------------------------------- stacks
-def _normalised_params(w0, sigma, class_weights, labels):
+def _normalised_params(w0, sigma, class_weights, labels, border_on):
     """Parameters as JSON-able values, so equal settings give equal cache keys."""
     if isinstance(class_weights, dict):
         class_weights = [float(class_weights[0]), float(class_weights[1])]
     elif class_weights is not None and not isinstance(class_weights, str):
         class_weights = [float(weight) for weight in class_weights]
-    return {"w0": float(w0), "sigma": float(sigma), "class_weights": class_weights, "labels": labels}
+    return {"w0": float(w0), "sigma": float(sigma), "class_weights": class_weights, "labels": labels,
+            "border_on": border_on}
 
 
 def _cache_key(masks, params):
@@ -473,7 +515,8 @@ def _write_atomically(directory, target, write):
         raise
 
 
-def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"):
+def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto",
+                border_on="background"):
     """Weight maps for a whole stack of masks, optionally cached on disk.
 
     With ``cache_dir`` the result is saved as ``weight_maps-<key>.npy`` (plus a
@@ -490,7 +533,7 @@ def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="bal
         Stack of binary masks or instance label images.
     cache_dir : str or os.PathLike, optional
         Folder for cached results; None disables caching.
-    w0, sigma, class_weights, labels
+    w0, sigma, class_weights, labels, border_on
         As for :func:`weight_map`.
 
     Returns
@@ -505,11 +548,13 @@ def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="bal
         )
     if stack.shape[0] == 0:
         raise ValueError("masks is an empty stack (N = 0); pass at least one mask.")
-    params = _normalised_params(w0, sigma, class_weights, labels)
+    _check_border_params(float(w0), float(sigma), border_on)
+    params = _normalised_params(w0, sigma, class_weights, labels, border_on)
 
     def compute():
         return np.stack([
-            weight_map(mask, w0=w0, sigma=sigma, class_weights=class_weights, labels=labels)
+            weight_map(mask, w0=w0, sigma=sigma, class_weights=class_weights, labels=labels,
+                       border_on=border_on)
             for mask in stack
         ]).astype(np.float32, copy=False)
 
