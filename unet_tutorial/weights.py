@@ -33,13 +33,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from .files import write_atomically
 
 __all__ = [
     "BORDER_ON",
@@ -502,19 +502,6 @@ def _load_cached(array_path, checksum_path, shape):
     return maps
 
 
-def _write_atomically(directory, target, write):
-    """Write through a temporary file in ``directory`` so readers never see half a file."""
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto",
                 border_on="background"):
     """Weight maps for a whole stack of masks, optionally cached on disk.
@@ -574,6 +561,6 @@ def weight_maps(masks, cache_dir=None, *, w0=10.0, sigma=5.0, class_weights="bal
             return cached
     maps = compute()
     checksum = hashlib.sha256(maps.tobytes()).hexdigest()
-    _write_atomically(directory, array_path, lambda stream: np.save(stream, maps))
-    _write_atomically(directory, checksum_path, lambda stream: stream.write(checksum.encode()))
+    write_atomically(array_path, lambda path: np.save(path, maps))
+    write_atomically(checksum_path, lambda path: path.write_text(checksum))
     return maps
