@@ -6,7 +6,9 @@ those references statically (Python's ``ast``): a reached function or class coun
 with all its lines (decorators, docstring and body; a class with all its methods), and
 every name it mentions that is a top-level definition of the package is reached in
 turn. Imports inside functions count too. Standard library and third-party code does
-not count: the student reads Keras' documentation, not its source.
+not count: the student reads Keras' documentation, not its source. Neither do modules
+whose docstring starts with "Tooling" (downloads, the command line, synthetic data,
+file writing): a reached tooling definition is listed in its own column and not followed.
 
     python tools/package_reach.py                      # one row per chapter
     python tools/package_reach.py --detail 04          # the definitions chapter 4 reaches
@@ -88,6 +90,8 @@ class Package:
                         if isinstance(target, ast.Name):
                             self.definitions[(module, target.id)] = Definition(module, target.id, node)
         self.imports = {module: _imports(tree, self.trees) for module, tree in self.trees.items()}
+        self.tooling = {module for module, tree in self.trees.items()
+                        if (ast.get_docstring(tree) or "").startswith("Tooling")}
         self.total_lines = sum(len((self.folder / f"{m}.py").read_text().splitlines()) for m in self.trees)
 
     def resolve(self, module, name):
@@ -129,7 +133,8 @@ class Package:
             if key in seen or key not in self.definitions:
                 continue
             seen.add(key)
-            todo.extend(self.references(key) - seen)
+            if key[0] not in self.tooling:
+                todo.extend(self.references(key) - seen)
         return seen
 
 
@@ -168,11 +173,14 @@ def table(package, notebooks):
     rows = []
     for notebook in notebooks:
         reached = package.reach(notebook_entries(notebook, package))
-        per_module = Counter()
+        per_module, tooling = Counter(), 0
         for key in reached:
-            per_module[key[0]] += package.definitions[key].lines
+            if key[0] in package.tooling:
+                tooling += package.definitions[key].lines
+            else:
+                per_module[key[0]] += package.definitions[key].lines
         top = per_module.most_common(1)
-        rows.append((Path(notebook).stem, sum(per_module.values()), len(reached),
+        rows.append((Path(notebook).stem, sum(per_module.values()), tooling, len(reached),
                      f"{top[0][0]} ({top[0][1]})" if top else "-", reached))
     return rows
 
@@ -182,21 +190,27 @@ def main(argv=None):
     parser.add_argument("--package", default=str(ROOT / PACKAGE), help="folder of the package")
     parser.add_argument("--notebooks", default=str(ROOT / "notebooks"), help="folder of the chapters")
     parser.add_argument("--detail", default=None, help="list the definitions reached by chapters starting so")
+    parser.add_argument("--limit", type=int, default=None, help="exit 1 when a chapter reaches more lines")
     args = parser.parse_args(argv)
     package = Package(args.package)
     notebooks = sorted(Path(args.notebooks).glob("*.ipynb"))
     rows = table(package, notebooks)
     print(f"package: {len(package.trees)} modules, {package.total_lines} lines "
           f"(largest: {max(len((package.folder / f'{m}.py').read_text().splitlines()) for m in package.trees)})")
-    print("| chapter | lines reached | definitions | most lines in |")
-    print("| --- | ---: | ---: | --- |")
-    for name, lines, count, top, _ in rows:
-        print(f"| {name} | {lines} | {count} | {top} |")
+    print(f"tooling modules (not followed): {', '.join(sorted(package.tooling)) or 'none'}")
+    print("| chapter | lines reached | tooling lines called | definitions | most lines in |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for name, lines, tooling, count, top, _ in rows:
+        print(f"| {name} | {lines} | {tooling} | {count} | {top} |")
     if args.detail:
-        for name, _, _, _, reached in rows:
+        for name, _, _, _, _, reached in rows:
             if name.startswith(args.detail):
                 for key in sorted(reached):
                     print(f"  {package.definitions[key].lines:5d}  {key[0]}.{key[1]}")
+    worst = max(row[1] for row in rows)
+    if args.limit and worst > args.limit:
+        print(f"FAIL: a chapter reaches {worst} lines, more than --limit {args.limit}")
+        return 1
     return 0
 
 
