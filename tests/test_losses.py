@@ -152,8 +152,6 @@ def test_bad_arguments_raise_clear_errors():
         losses.PixelCrossEntropy("mean")
     with pytest.raises(ValueError, match="sample_weight"):
         losses.PixelCrossEntropy()(labels, prob, sample_weight=np.ones((B, H), "float32"))
-    with pytest.raises(ValueError, match="smooth"):
-        losses.DiceLoss(smooth=-1)
 
 
 # ----------------------------------------------------- inside Keras models
@@ -248,71 +246,3 @@ def test_models_compiled_with_these_losses_save_and_load(tmp_path):
     assert isinstance(loaded.loss, losses.PixelCrossEntropy)
     assert loaded.loss.get_config()["normalization"] == "weights"
     assert loaded.loss.from_logits is True
-    for loss in (losses.DiceLoss(smooth=2.0), losses.BCEDiceLoss(smooth=0.5)):
-        restored = keras.losses.deserialize(keras.losses.serialize(loss))
-        assert type(restored) is type(loss) and restored.smooth == loss.smooth
-
-
-# ------------------------------------------------------------------- Dice
-def np_dice_loss(prob, target, smooth):
-    """target one-hot (B, H, W, K); returns per-image loss."""
-    overlap = (prob * target).sum(axis=(1, 2))
-    total = prob.sum(axis=(1, 2)) + target.sum(axis=(1, 2))
-    return 1.0 - ((2 * overlap + smooth) / (total + smooth)).mean(axis=-1)
-
-
-def test_dice_loss_sigmoid_matches_numpy_per_image():
-    prob, labels, _ = sigmoid_batch()
-    for smooth in (0.0, 1.0):
-        expected = np_dice_loss(prob.astype(np.float64), labels[..., None], smooth)
-        np.testing.assert_allclose(value(losses.dice_loss(labels, prob, smooth=smooth)), expected, rtol=1e-5)
-
-
-def test_dice_loss_softmax_averages_the_classes():
-    _, prob, labels = softmax_batch(3)
-    expected = np_dice_loss(prob.astype(np.float64), np.eye(3)[labels], 1.0)
-    np.testing.assert_allclose(value(losses.dice_loss(labels, prob)), expected, rtol=1e-5)
-
-
-def test_dice_loss_known_values():
-    labels = np.zeros((1, 2, 2), int)
-    labels[0, 0, :] = 1  # two cell pixels
-    perfect = labels[..., None].astype("float32")
-    assert value(losses.dice_loss(labels, perfect, smooth=0.0))[0] == pytest.approx(0.0, abs=1e-7)
-    # Predict 0.5 everywhere: overlap 1, sums 2 + 2 -> Dice 2/4, loss 1/2.
-    half = np.full((1, 2, 2, 1), 0.5, "float32")
-    assert value(losses.dice_loss(labels, half, smooth=0.0))[0] == pytest.approx(0.5)
-    # Empty truth and empty prediction: (0 + s) / (0 + s) = 1, loss 0.
-    empty = np.zeros((1, 2, 2), int)
-    assert value(losses.dice_loss(empty, np.zeros((1, 2, 2, 1), "float32")))[0] == pytest.approx(0.0)
-
-
-def test_bce_dice_loss_is_mean_bce_plus_dice():
-    prob, labels, _ = sigmoid_batch()
-    expected = np_binary_ce(prob, labels).mean(axis=(1, 2)) + np_dice_loss(
-        prob.astype(np.float64), labels[..., None], 1.0
-    )
-    np.testing.assert_allclose(value(losses.bce_dice_loss(labels, prob)), expected, rtol=1e-5)
-
-
-def test_dice_classes_average_images_and_refuse_pixel_weight_maps():
-    prob, labels, weights = sigmoid_batch()
-    per_image = np_dice_loss(prob.astype(np.float64), labels[..., None], 1.0)
-    assert float(losses.DiceLoss()(labels, prob)) == pytest.approx(per_image.mean(), rel=1e-5)
-    image_weights = np.array([2.0, 0.0], "float32")
-    assert float(losses.DiceLoss()(labels, prob, sample_weight=image_weights)) == pytest.approx(
-        (image_weights * per_image).sum() / B, rel=1e-5
-    )
-    combined = np_binary_ce(prob, labels).mean(axis=(1, 2)) + per_image
-    assert float(losses.BCEDiceLoss()(labels, prob)) == pytest.approx(combined.mean(), rel=1e-5)
-    with pytest.raises(ValueError, match="PixelCrossEntropy"):
-        losses.BCEDiceLoss()(labels, prob, sample_weight=weights)
-
-
-def test_dice_loss_trains_inside_fit():
-    model = one_by_one_model()
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss=losses.BCEDiceLoss())
-    x, y, _ = data(n_images=4)
-    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0)
-    losses_seen = history.history["loss"]
-    assert np.all(np.isfinite(losses_seen)) and losses_seen[-1] < losses_seen[0]

@@ -1,4 +1,4 @@
-"""Losses for U-Net training: weighted pixel cross-entropy, soft Dice, BCE + Dice.
+"""The U-Net paper's loss: pixel-wise cross-entropy weighted by a weight map.
 
 The U-Net paper trains with a per-pixel weighted cross-entropy (its eq. 1, the
 "energy"): every pixel's log-loss is multiplied by a weight map ``w(x)`` that
@@ -20,7 +20,7 @@ PyTorch backends. The classes and functions are registered with
 ``keras.saving.register_keras_serializable(package="unet_tutorial")``: import
 this module before ``keras.saving.load_model`` so saved models find them.
 
-Taught in chapter 4 (The full U-Net) and chapter 5 (Weight maps).
+Taught in chapter 5 (Weight maps).
 """
 
 from __future__ import annotations
@@ -28,14 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = [
-    "BCEDiceLoss",
-    "DiceLoss",
-    "PixelCrossEntropy",
-    "bce_dice_loss",
-    "dice_loss",
-    "pixel_cross_entropy",
-]
+__all__ = ["PixelCrossEntropy", "pixel_cross_entropy"]
 
 _NORMALIZATIONS = ("pixels", "weights")
 _register = keras.saving.register_keras_serializable(package="unet_tutorial")
@@ -75,12 +68,6 @@ def _prepare_labels(y_true, y_pred):
     )
 
 
-def _one_hot(labels, is_one_hot, n_classes, dtype):
-    if is_one_hot:
-        return ops.cast(labels, dtype)
-    return ops.one_hot(ops.cast(labels, "int32"), n_classes, dtype=dtype)
-
-
 def _pixel_weight_map(sample_weight, y_pred):
     """Bring ``sample_weight`` to the pixel shape (B, H, W) of ``y_pred``.
 
@@ -100,11 +87,6 @@ def _pixel_weight_map(sample_weight, y_pred):
         )
     # Broadcasting against the pixels makes sum(w) count every pixel.
     return w * ops.ones_like(y_pred[..., 0])
-
-
-def _image_axes(tensor):
-    """All axes but the batch axis."""
-    return tuple(range(1, len(tensor.shape)))
 
 
 # -------------------------------------------------------------- cross-entropy
@@ -224,150 +206,3 @@ class PixelCrossEntropy(keras.losses.Loss):
             "normalization": self.normalization,
             "from_logits": self.from_logits,
         }
-
-
-# ------------------------------------------------------------------------ Dice
-@_register
-def dice_loss(y_true, y_pred, smooth=1.0):
-    """Soft Dice loss ``1 - (2 sum(p y) + s) / (sum(p) + sum(y) + s)`` per image.
-
-    ``p`` are predicted probabilities, ``y`` the true 0/1 labels and ``s`` the
-    ``smooth`` term, which keeps the ratio defined for empty images (an image
-    where both are empty scores a perfect 0). Sums run over each image, so
-    every image counts equally however many cell pixels it has. For a softmax
-    output the Dice of each class (one-hot ``y``) is averaged over the K classes.
-
-    Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    y_true : array or tensor
-        Class indices (B, H, W) or (B, H, W, 1), or one-hot (B, H, W, K) for softmax.
-    y_pred : array or tensor
-        Probabilities (B, H, W, 1) from a sigmoid or (B, H, W, K) from a softmax.
-    smooth : float
-        Added to numerator and denominator; larger values soften the gradient
-        on images with few cell pixels.
-
-    Returns
-    -------
-    tensor
-        One loss per image, shaped (B,).
-    """
-    y_pred = ops.convert_to_tensor(y_pred)
-    n_classes = _n_classes(y_pred)
-    labels, is_one_hot = _prepare_labels(y_true, y_pred)
-    if n_classes == 1:
-        target = ops.expand_dims(ops.cast(labels, y_pred.dtype), -1)
-    else:
-        target = _one_hot(labels, is_one_hot, n_classes, y_pred.dtype)
-    # Sum over the pixels, keep (B, K) so every class gets its own ratio.
-    pixel_axes = tuple(range(1, len(y_pred.shape) - 1))
-    overlap = ops.sum(y_pred * target, axis=pixel_axes)
-    total = ops.sum(y_pred, axis=pixel_axes) + ops.sum(target, axis=pixel_axes)
-    dice = (2.0 * overlap + smooth) / (total + smooth)
-    return 1.0 - ops.mean(dice, axis=-1)
-
-
-@_register
-def bce_dice_loss(y_true, y_pred, smooth=1.0):
-    """Mean pixel cross-entropy plus soft Dice loss, per image.
-
-    The cross-entropy gives every pixel a gradient; the Dice term counters a
-    small foreground class. See :func:`pixel_cross_entropy` and :func:`dice_loss`
-    (softmax outputs use the categorical cross-entropy).
-
-    Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    y_true : array or tensor
-        Class indices (B, H, W) or (B, H, W, 1), or one-hot (B, H, W, K) for softmax.
-    y_pred : array or tensor
-        Probabilities (B, H, W, 1) or (B, H, W, K).
-    smooth : float
-        Smooth term of the Dice part.
-
-    Returns
-    -------
-    tensor
-        One loss per image, shaped (B,).
-    """
-    pixel_losses = pixel_cross_entropy(y_true, y_pred)
-    return ops.mean(pixel_losses, axis=_image_axes(pixel_losses)) + dice_loss(
-        y_true, y_pred, smooth=smooth
-    )
-
-
-class _PerImageLoss(keras.losses.Loss):
-    """Base for losses that give one value per image (Dice-like ratios)."""
-
-    def __init__(self, smooth=1.0, name=None, dtype=None):
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}.")
-        super().__init__(name=name, reduction="sum_over_batch_size", dtype=dtype)
-        self.smooth = float(smooth)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None and len(ops.shape(sample_weight)) > 1:
-            raise ValueError(
-                f"{type(self).__name__} is a ratio over whole images and cannot use a "
-                f"per-pixel weight map (sample_weight shape {ops.shape(sample_weight)}); "
-                "pass one weight per image (B,), or use PixelCrossEntropy for weight maps."
-            )
-        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {"name": self.name, "smooth": self.smooth}
-
-
-@_register
-class DiceLoss(_PerImageLoss):
-    """Soft Dice loss as a Keras loss, averaged over the images of a batch.
-
-    See :func:`dice_loss`. Per-pixel weight maps are refused because Dice is a
-    ratio over the whole image; one weight per image (B,) works.
-
-    Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    smooth : float
-        Added to numerator and denominator of the Dice ratio.
-    name : str
-        Name shown by Keras.
-    dtype : str, optional
-        Compute dtype.
-    """
-
-    def __init__(self, smooth=1.0, name="dice_loss", dtype=None):
-        super().__init__(smooth=smooth, name=name, dtype=dtype)
-
-    def call(self, y_true, y_pred):
-        return dice_loss(y_true, y_pred, smooth=self.smooth)
-
-
-@_register
-class BCEDiceLoss(_PerImageLoss):
-    """Mean pixel cross-entropy plus soft Dice, averaged over the images of a batch.
-
-    See :func:`bce_dice_loss`. For the paper's weight maps use
-    :class:`PixelCrossEntropy`; this loss takes only one weight per image.
-
-    Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    smooth : float
-        Smooth term of the Dice part.
-    name : str
-        Name shown by Keras.
-    dtype : str, optional
-        Compute dtype.
-    """
-
-    def __init__(self, smooth=1.0, name="bce_dice_loss", dtype=None):
-        super().__init__(smooth=smooth, name=name, dtype=dtype)
-
-    def call(self, y_true, y_pred):
-        return bce_dice_loss(y_true, y_pred, smooth=self.smooth)
