@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_tutorial import augment
+from unet_tutorial import augment, tiling
 
 # Each geometric transform alone, and all of them together, at strong settings.
 TRANSFORMS = {
@@ -367,9 +367,9 @@ def test_mirror_crop_equals_slicing_a_mirror_padded_image():
 
 def test_center_crop():
     image = np.arange(10 * 12).reshape(10, 12)
-    np.testing.assert_array_equal(augment.center_crop(image, (4, 6)), image[3:7, 3:9])
+    np.testing.assert_array_equal(tiling.center_crop(image, (4, 6)), image[3:7, 3:9])
     with pytest.raises(ValueError, match="even"):
-        augment.center_crop(image, 5)
+        tiling.center_crop(image, 5)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -406,7 +406,7 @@ def test_dataset_label_window_is_centred_in_the_mirrored_input():
         x, y, w = ds[index]
         assert w.shape == (8, 10, 10) and w.dtype == np.float32
         for xi, wi in zip(x[..., 0], w):
-            np.testing.assert_array_equal(augment.center_crop(xi, 10), wi)  # label crop at the centre
+            np.testing.assert_array_equal(tiling.center_crop(xi, 10), wi)  # label crop at the centre
             image_id, top, left = int(wi[0, 0]) // 10000, int(wi[0, 0]) % 10000 // 100, int(wi[0, 0]) % 100
             tops.update([top, left])
             # the input window is the mirrored image around the label window

@@ -51,7 +51,6 @@ __all__ = [
     "PAPER_PARAMS",
     "SegmentationDataset",
     "apply_affine",
-    "center_crop",
     "displacement_field",
     "elastic_deform",
     "keras_elastic_agreement",
@@ -684,51 +683,11 @@ def mirror_crop(image, top, left, size):
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}.")
-    height, width = _pair(size, "size")
+    height, width = tiling._pair(size, "size")
     top, left = int(top), int(left)
     if 0 <= top and top + height <= image.shape[0] and 0 <= left and left + width <= image.shape[1]:
         return image[top:top + height, left:left + width].copy()
     return tiling.mirror_window(image, top, left, height, width, pad_mode=MIRROR_MODE)
-
-
-def center_crop(image, size):
-    """Crop the centre ``size`` window of the spatial axes.
-
-    Parameters
-    ----------
-    image : ndarray, (H, W) or (H, W, C)
-        The first two axes are cropped.
-    size : int or (int, int)
-        Target (height, width); the margins must be equal on both sides.
-
-    Returns
-    -------
-    ndarray
-        A view of the centre window.
-
-    Notes
-    -----
-    Taught in chapter 2 (Augmentation), for the valid network of chapter 4 (The full
-    U-Net), whose labels sit at the centre of its input.
-    """
-    image = np.asarray(image)
-    height, width = _pair(size, "size")
-    extra_rows, extra_cols = image.shape[0] - height, image.shape[1] - width
-    if extra_rows < 0 or extra_cols < 0 or extra_rows % 2 or extra_cols % 2:
-        raise ValueError(
-            f"cannot centre-crop shape {image.shape[:2]} to {(height, width)}: the size must be "
-            "smaller by an even number of pixels on each axis."
-        )
-    top, left = extra_rows // 2, extra_cols // 2
-    return image[top:top + height, left:left + width]
-
-
-def _pair(size, name):
-    if isinstance(size, numbers.Integral):
-        size = (size, size)
-    if len(size) != 2 or any(not isinstance(v, numbers.Integral) or v < 1 for v in size):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {size!r}.")
-    return int(size[0]), int(size[1])
 
 
 # --------------------------------------------------------------------------- Keras dataset
@@ -791,8 +750,8 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.masks = _as_list(masks, "masks", (2,))
         self.weights = None if weights is None else _as_list(weights, "weights", (2,))
         self._check_pairs()
-        self.input_size = _pair(input_size, "input_size")
-        self.output_size = self.input_size if output_size is None else _pair(output_size, "output_size")
+        self.input_size = tiling._pair(input_size, "input_size")
+        self.output_size = self.input_size if output_size is None else tiling._pair(output_size, "output_size")
         self.margin = self._margin()
         self._check_sizes()
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -910,11 +869,11 @@ class SegmentationDataset(keras.utils.PyDataset):
         x = image.astype(np.float32) / np.float32(_full_scale(image))
         if x.ndim == 2:
             x = x[..., None]
-        mask = center_crop(arrays[1], self.output_size)
+        mask = tiling.center_crop(arrays[1], self.output_size)
         y = (mask > 0).astype(np.float32)[..., None] if self.binary else mask.astype(np.int32)
         item = [x, y]
         if len(arrays) == 3:
-            item.append(center_crop(arrays[2], self.output_size).astype(np.float32))
+            item.append(tiling.center_crop(arrays[2], self.output_size).astype(np.float32))
         return item
 
 

@@ -18,6 +18,8 @@ import numbers
 
 import numpy as np
 
+from unet_tutorial import tiling
+
 __all__ = [
     "show_images",
     "overlay",
@@ -114,21 +116,6 @@ def _stack_of_images(images):
     if len(images) == 0:
         raise ValueError("images is empty: pass at least one image.")
     return [_as_displayable(image, f"images[{i}]") for i, image in enumerate(images)]
-
-
-def _centre_crop_to(array, shape, what):
-    """Crop the centre of ``array`` to ``shape`` (the valid U-Net's output is smaller than its input)."""
-    extra = [have - want for have, want in zip(array.shape[:2], shape)]
-    if extra == [0, 0]:
-        return array
-    if any(e < 0 or e % 2 for e in extra):
-        raise ValueError(
-            f"{what} has shape {array.shape[:2]} but the probability map has {tuple(shape)}; "
-            "they must match, or the former must be larger by an even number of pixels "
-            "on each side (the margin a valid-padding U-Net loses)."
-        )
-    top, left = extra[0] // 2, extra[1] // 2
-    return array[top : top + shape[0], left : left + shape[1]]
 
 
 # --------------------------------------------------------------------------- public
@@ -326,9 +313,9 @@ def show_prediction(image, truth, prob, threshold=0.5, size=3):
         raise ValueError(f"prob must be one probability per pixel, (h, w) or (h, w, 1), got {np.shape(prob)}.")
     probability = _as_unit_float(probability.astype(np.float64, copy=False), "prob")
     threshold = _check_fraction(threshold, "threshold")
-    panels = [("input", _centre_crop_to(_as_displayable(image), probability.shape, "image"), None)]
+    panels = [("input", tiling.center_crop(_as_displayable(image), probability.shape), None)]
     if truth is not None:
-        panels.append(("truth", _centre_crop_to(_as_displayable(truth, "truth"), probability.shape, "truth"), None))
+        panels.append(("truth", tiling.center_crop(_as_displayable(truth, "truth"), probability.shape), None))
     panels.append(("probability", probability, (0, 1)))
     panels.append((f"prob > {threshold:g}", probability > threshold, (0, 1)))
     fig = _new_figure(len(panels) * size, size)

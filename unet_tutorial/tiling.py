@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import weakref
 
 import numpy as np
@@ -48,11 +49,75 @@ __all__ = [
     "naive_tiled",
     "dihedral_transforms",
     "activation_memory",
+    "center_crop",
 ]
 
 _PAD_MODES = ("symmetric", "reflect")
 _DEFAULT_VALID_OUTPUT = 388  # the paper's output tile (572 in, at depth 4)
 _DEFAULT_SAME_TILE = 512
+
+
+# --------------------------------------------------------------------------------------
+# Sizes and centre crops
+# --------------------------------------------------------------------------------------
+
+
+def _pair(size, name):
+    """``n`` or ``(h, w)`` as a pair of positive ints; ``name`` goes into the error message."""
+    if isinstance(size, numbers.Integral):
+        size = (size, size)
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, numbers.Integral) and v >= 1 for v in size)
+    ):
+        raise ValueError(f"{name} must be a positive int or a (height, width) pair of them, got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def center_crop(array, size):
+    """Crop the centre ``size`` window of the first two axes.
+
+    A valid-padding U-Net's output sits at the centre of its input, so labels, weights
+    and images are compared with its output after this crop.
+
+    Parameters
+    ----------
+    array : ndarray, (H, W, ...)
+        The first two axes are cropped; further axes are kept.
+    size : int or (int, int)
+        Target (height, width); it must be smaller than ``array`` by an even number
+        of pixels on each axis (equal margins on both sides).
+
+    Returns
+    -------
+    ndarray
+        A view of the centre window.
+
+    Notes
+    -----
+    Taught in chapter 2 (Augmentation), for the valid network of chapter 4 (The full U-Net).
+
+    Examples
+    --------
+    >>> a = np.arange(16).reshape(4, 4)
+    >>> center_crop(a, 2)
+    array([[ 5,  6],
+           [ 9, 10]])
+    >>> center_crop(a, (2, 4)).shape
+    (2, 4)
+    """
+    array = np.asarray(array)
+    height, width = _pair(size, "size")
+    extra_rows, extra_cols = array.shape[0] - height, array.shape[1] - width
+    if extra_rows < 0 or extra_cols < 0 or extra_rows % 2 or extra_cols % 2:
+        raise ValueError(
+            f"cannot centre-crop shape {array.shape[:2]} to {(height, width)}: the size must be "
+            "smaller by an even number of pixels on each axis (a valid U-Net loses the same "
+            "margin on both sides)."
+        )
+    top, left = extra_rows // 2, extra_cols // 2
+    return array[top : top + height, left : left + width]
 
 
 # --------------------------------------------------------------------------------------
@@ -363,16 +428,6 @@ def _same_axis(padded, tile, margin, alignment):
         high = start + tile if start + tile == padded else start + tile - margin
         tiles.append((start, low, high))
     return tuple(tiles)
-
-
-def _pair(value, name):
-    """``n`` or ``(h, w)`` as a pair of ints."""
-    whole = (int, np.integer)
-    if isinstance(value, whole):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, whole) for v in value)):
-        raise TypeError(f"{name} must be an int or a (height, width) pair of ints, got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 def _default_margin(geometry):

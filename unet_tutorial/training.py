@@ -110,13 +110,6 @@ def _float_or_nan(value):
     return math.nan if number is None else number
 
 
-def _centre_crop(array, shape):
-    """Crop the centre ``shape`` (H, W) out of a 2-D array."""
-    top = (array.shape[0] - shape[0]) // 2
-    left = (array.shape[1] - shape[1]) // 2
-    return array[top : top + shape[0], left : left + shape[1]]
-
-
 def _default_predict(model, image):
     """Whole-image probability map by overlap-tile, so any image size works with any U-Net."""
     from unet_tutorial import tiling
@@ -266,12 +259,12 @@ class ValidationScores(keras.callbacks.Callback):
 
     def scores(self):
         """Mean V_Rand and V_Info of the current model over the validation images."""
-        from unet_tutorial import metrics
+        from unet_tutorial import metrics, tiling
 
         rows = []
         for image, mask in zip(self.images, self.masks):
             prob = _foreground(self.predict(self.model, image))
-            rows.append(metrics.isbi_scores(prob, _centre_crop(mask, prob.shape)))
+            rows.append(metrics.isbi_scores(prob, tiling.center_crop(mask, prob.shape)))
         return {name: float(np.mean([row[name] for row in rows])) for name in ("v_rand", "v_info")}
 
     def on_epoch_end(self, epoch, logs=None):
