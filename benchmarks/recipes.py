@@ -28,7 +28,7 @@ pipeline, the network's padding, the loss weights and the prediction; the paper'
 SGD with momentum 0.99 is not reproduced. The budget counts training only (graph
 building and augmentation included); computing weight maps (``prep_seconds``, cached
 in the run folder) and predicting (``predict_seconds``) are timed separately.
-Scores: ``metrics.isbi_scores`` on the validation stack (V_Rand and V_Info, one
+Scores: ``challenge.isbi_scores`` on the validation stack (V_Rand and V_Info, one
 threshold for the whole stack, as the challenge chose it), pixel error and IoU of the
 membrane class at threshold 0.5 over all validation pixels. Each row's validation
 probabilities are kept, float16 and compressed, in
@@ -314,14 +314,14 @@ def predict_variant(model, settings, profile, x_val):
 
 def score(prob, masks):
     """V_Rand, V_Info (one threshold for the stack), pixel error and membrane IoU at 0.5."""
-    from unet_tutorial import metrics
+    from unet_tutorial import challenge, metrics
 
     prob = stored_form(prob).astype(np.float32)  # score exactly what is kept for rescoring
-    scores = metrics.isbi_scores(prob, masks)
+    scores = challenge.isbi_scores(prob, masks)
     cells = (prob > 0.5).astype(int)
     return dict(v_rand=scores["v_rand"], v_rand_threshold=scores["threshold"], v_info=scores["v_info"],
                 pixel_error=metrics.pixel_error(cells, masks), iou_membrane=float(metrics.iou(cells, masks)[0]),
-                scorer=getattr(metrics, "SCORER", "isbi_scores"))
+                scorer=challenge.SCORER)
 
 
 def stored_form(prob):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_tutorial import data, metrics, models, tiling
+from unet_tutorial import challenge, data, metrics, models, tiling
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.py"
 SIDE = 96  # crop of every slice: keeps overlap-tile prediction to a few tiles
@@ -174,7 +174,7 @@ def test_scores_match_the_saved_predictions(smoke):
             assert kept.dtype == np.float16 and int(stored["first_slice"]) == first
         np.testing.assert_allclose(kept, prob, atol=1e-3)  # float16 keeps 3 decimals
         prob = kept.astype(np.float32)  # the row is scored from what is kept
-        scores = metrics.isbi_scores(prob, masks)
+        scores = challenge.isbi_scores(prob, masks)
         assert float(row["v_rand"]) == pytest.approx(scores["v_rand"])
         assert float(row["v_info"]) == pytest.approx(scores["v_info"])
         membrane_pred, membrane_true = prob <= 0.5, masks == 0
@@ -212,7 +212,7 @@ def test_rows_record_cores_threads_share_load_and_scorer(smoke):
         assert row["threads"] == ""  # not limited in the test run
         assert 0.0 < float(row["cpu_share"]) <= 1.5
         assert float(row["load"]) >= 0.0
-        assert row["scorer"] == metrics.SCORER
+        assert row["scorer"] == challenge.SCORER
     popular, paper = smoke["rows"]
     assert (popular["border_on"], paper["border_on"]) == ("", "background")
 
