@@ -158,7 +158,30 @@ def check_last_output_reports_run_time(nb, path):
     return [f"the last output does not report the run time, profile and device: {text[:200]!r}"]
 
 
+# What a student must not see in a stored output (Colab shows stored stderr too):
+# TensorFlow / absl log lines, and paths of the machine that ran the chapter.
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]|absl::InitializeLog|oneDNN", re.MULTILINE)
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|usr|opt|var|Users)/|\.venv|site-packages|[A-Z]:\\")
+
+
+def check_outputs_are_clean(nb, path):
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                problems.append(f"cell {index} stored stderr: {output.get('text', '')[:120]!r}")
+                continue
+            text = _output_text(output)
+            for pattern, what in ((TF_LOG_LINE, "a TensorFlow log line"), (MACHINE_PATH, "a machine path")):
+                match = pattern.search(text)
+                if match:
+                    start = max(0, match.start() - 40)
+                    problems.append(f"cell {index} stored {what}: {text[start:match.end() + 60]!r}")
+    return problems
+
+
 NOTEBOOK_CHECKS = [
+    check_outputs_are_clean,
     check_kernelspec,
     check_colab_badge,
     check_install_cell,
@@ -391,6 +414,21 @@ def test_checks_catch_broken_notebooks():
     assert check_last_output_reports_run_time(nb, path)  # the last output is the error
     nb.cells[1].execution_count, nb.cells[2].execution_count = 2, 1
     assert check_executed_in_order(nb, path)
+
+
+@pytest.mark.parametrize("output, found", [
+    (nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n"), "stored stderr"),
+    (nbformat.v4.new_output("stream", name="stdout", text="E0000 00:00:1795254709.249406     324 "
+                            "cuda_platform.cc:52] failed call to cuInit\n"), "a TensorFlow log line"),
+    (nbformat.v4.new_output("stream", name="stdout", text="ISBI 2012 from /work/shared/data\n"), "a machine path"),
+    (nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/tmp/run/x')"}), "a machine path"),
+    (nbformat.v4.new_output("stream", name="stdout", text="saved to checkpoints/run-1 and https://x.org/tmp/a\n"), None),
+])
+def test_clean_output_check_flags_logs_stderr_and_paths(output, found):
+    nb = _header_notebook()
+    nb.cells[2].outputs = [output]
+    problems = check_outputs_are_clean(nb, "notebooks/03_mini_unet.ipynb")
+    assert (found in problems[0]) if found else problems == []
 
 
 def test_notebook_cells_tool_writes_and_refreshes_header(tmp_path, monkeypatch):

@@ -54,8 +54,13 @@ def execute(path, timeout, kernel_name="python3"):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    # A fresh checkpoint folder per notebook: a stored run never resumes an older one.
-    os.environ["UNET_TUTORIAL_CHECKPOINTS"] = tempfile.mkdtemp(prefix=f"{Path(path).stem}-checkpoints-")
+    # A fresh checkpoint folder per notebook: a stored run never resumes an older one. It is
+    # given relative to the notebook's folder (where the kernel runs; checkpoints/ is
+    # git-ignored), so printed paths say nothing about the machine that ran the chapter.
+    parent = Path(path).resolve().parent
+    (parent / "checkpoints").mkdir(exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f"{Path(path).stem}-", dir=parent / "checkpoints"))
+    os.environ["UNET_TUTORIAL_CHECKPOINTS"] = str(fresh.relative_to(parent))
     client = NotebookClient(
         nb,
         timeout=timeout,
