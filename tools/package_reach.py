@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -146,10 +147,13 @@ def notebook_entries(path, package):
         stripped = line.lstrip()
         return line[: len(line) - len(stripped)] + "pass" if stripped.startswith(("%", "!")) else line
 
-    source = "\n".join(
-        "\n".join(map(without_magics, "".join(cell["source"]).splitlines()))
-        for cell in cells if cell["cell_type"] == "code"
-    )
+    def code_of(cell):  # code cells, and the folded solutions of tools/solutions.py
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            return text
+        return "\n".join(re.findall(r"<details>.*?```python\n(.*?)\n```", text, re.DOTALL))
+
+    source = "\n".join("\n".join(map(without_magics, code_of(cell).splitlines())) for cell in cells)
     tree = ast.parse(source)
     imports = _imports(tree, package.trees)
     entries = set()
