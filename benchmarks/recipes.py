@@ -155,7 +155,7 @@ def load_split(args):
     ISBI 2012 slices 0-24 / 25-29, or synthetic slices split the same way (25 / 5).
     Masks are 1 = cell, 0 = membrane.
     """
-    from unet_tutorial import data
+    from unet_tutorial import data, synthetic
 
     if args.data == "isbi2012":
         dataset = data.load_isbi2012(args.data_dir, download=not args.no_download)
@@ -164,7 +164,7 @@ def load_split(args):
     else:
         size = args.image_size or 512
         n_train, n_val = args.train_images or 25, args.val_images or 5
-        images, masks = data.synthetic_membranes(n_train + n_val, size, seed=1234)
+        images, masks = synthetic.synthetic_membranes(n_train + n_val, size, seed=1234)
         x_train, y_train, x_val, y_val = images[:n_train], masks[:n_train], images[n_train:], masks[n_train:]
         args.first_val_slice = n_train
     if args.train_images:
@@ -655,7 +655,7 @@ def rescore(args):
     Rows without a stored map are left as they are. The file is rewritten through a
     temporary file, so an interrupted rescore leaves the old one whole.
     """
-    from unet_tutorial import data
+    from unet_tutorial import data, synthetic
 
     path = Path(args.results)
     rows = read_rows(path)
@@ -672,7 +672,7 @@ def rescore(args):
             prob, first = archive["prob"], int(archive["first_slice"])
         side = prob.shape[1]
         if row["data"].startswith("synthetic"):  # the slices load_split made, rebuilt
-            _, masks = data.synthetic_membranes(int(row["n_train"]) + int(row["n_val"]), side, seed=1234)
+            _, masks = synthetic.synthetic_membranes(int(row["n_train"]) + int(row["n_val"]), side, seed=1234)
         else:
             isbi = isbi or data.load_isbi2012(args.data_dir, download=not args.no_download)
             masks = isbi.train_masks

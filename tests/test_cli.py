@@ -12,7 +12,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unet_tutorial import cli, data, metrics, tiling, training
+from unet_tutorial import cli, data, metrics, synthetic, tiling, training
 
 TINY = ["--data", "synthetic", "--synthetic-size", "64", "--n-val", "1", "--profile", "smoke"]
 FAST = ["--epochs", "1", "--steps", "1", "--verbose", "0", "--eager"]
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 def inputs(tmp_path_factory):
     """A 3-page TIFF stack and a folder of 2 PNGs, all 70 x 90 pixels."""
     folder = tmp_path_factory.mktemp("inputs")
-    images, _ = data.synthetic_membranes(5, 90, seed=3)
+    images, _ = synthetic.synthetic_membranes(5, 90, seed=3)
     images = images[:, :70]
     tifffile.imwrite(folder / "stack.tif", images[:3], photometric="minisblack")
     (folder / "pngs").mkdir()
@@ -120,7 +120,7 @@ def test_train_refuses_another_architecture_in_a_run_folder(capsys, tmp_path, tr
 
 
 def test_train_on_image_and_mask_folders(capsys, tmp_path):
-    images, masks = data.synthetic_membranes(6, 64, seed=1)
+    images, masks = synthetic.synthetic_membranes(6, 64, seed=1)
     for sub, arrays, scale in (("images", images, 1), ("masks", masks, 255)):
         (tmp_path / sub).mkdir()
         for i, array in enumerate(arrays):
@@ -217,8 +217,8 @@ def test_evaluate_prints_the_validation_scores(capsys, trained):
     code, out, err = run(capsys, "evaluate", *TINY, "--weights", trained / training.BEST)
     assert code == 0, err
     model = keras.models.load_model(trained / training.BEST, compile=False)
-    _, masks = data.synthetic_membranes(5, 64, seed=0)
-    images, _ = data.synthetic_membranes(5, 64, seed=0)
+    _, masks = synthetic.synthetic_membranes(5, 64, seed=0)
+    images, _ = synthetic.synthetic_membranes(5, 64, seed=0)
     expected = metrics.format_table(metrics.evaluate_segmentation(model, images[4:], masks[4:]))
     assert expected in out
     assert "v_rand" in out and "mean" in out

@@ -71,49 +71,6 @@ def test_overlay_rejects_bad_input(image, mask, kwargs, message):
         plotting.overlay(image, mask, **kwargs)
 
 
-# ----------------------------------------------------------------------------- colorize
-def test_colorize_with_array_palette_maps_every_class():
-    palette = np.array([[0, 0, 0], [255, 0, 0], [0, 128, 255]])
-    classes = np.array([[0, 1], [2, 1]])
-    out = plotting.colorize(classes, palette)
-    assert out.dtype == np.uint8 and out.shape == (2, 2, 3)
-    for value in range(3):
-        assert (out[classes == value] == palette[value]).all()
-
-
-def test_colorize_with_value_dict_handles_isbi_labels():
-    labels = np.array([[0, 255, 255]], dtype=np.uint8)
-    out = plotting.colorize(labels, {0: (1.0, 0.0, 0.0), 255: (0, 0, 0)})
-    np.testing.assert_array_equal(out, [[[255, 0, 0], [0, 0, 0], [0, 0, 0]]])
-
-
-def test_colorize_with_named_dict_uses_insertion_order_like_data_module():
-    palette = {"sky": (0, 0, 255), "road": (128, 128, 128)}
-    out = plotting.colorize(np.array([1, 0, True]), palette)
-    np.testing.assert_array_equal(out, [[128, 128, 128], [0, 0, 255], [128, 128, 128]])
-
-
-def test_colorize_scales_float_palettes_to_uint8():
-    out = plotting.colorize(np.array([0, 1]), np.array([[0.0, 0.5, 1.0], [1.0, 1.0, 1.0]]))
-    np.testing.assert_array_equal(out, [[0, 128, 255], [255, 255, 255]])
-
-
-@pytest.mark.parametrize(
-    "classes, palette, error, message",
-    [
-        (np.array([0, 3]), np.zeros((3, 3), int), ValueError, "palette has 3"),
-        (np.array([0, -1]), np.zeros((3, 3), int), ValueError, "palette has 3"),
-        (np.array([0, 7]), {0: (0, 0, 0)}, ValueError, r"\[7\]"),
-        (np.array([0.0, 1.0]), np.zeros((2, 3), int), TypeError, "integer"),
-        (np.array([0]), np.zeros((2, 4), int), ValueError, r"\(K, 3\)"),
-        (np.array([0]), np.array([[0, 0, 300]]), ValueError, "0 to 255"),
-    ],
-)
-def test_colorize_rejects_bad_input(classes, palette, error, message):
-    with pytest.raises(error, match=message):
-        plotting.colorize(classes, palette)
-
-
 # ----------------------------------------------------------------------------- show_images
 def test_show_images_draws_each_image_with_its_title_in_a_grid():
     images = [np.full((4, 5), 40 * (i + 1), dtype=np.uint8) for i in range(6)]

@@ -1,4 +1,4 @@
-"""Tests of unet_tutorial.predictions: 8-bit PNGs, the ISBI TIFF stack, reading inputs."""
+"""Tests of unet_tutorial.predictions: 8-bit PNGs and the ISBI TIFF stack."""
 
 import os
 import warnings
@@ -65,19 +65,33 @@ def test_save_predictions_round_trip(tmp_path, probs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. skimage's "low contrast image" must not appear
         written = predictions.save_predictions(probs, tmp_path / "out", threshold=0.4)
-    assert [p.name for p in written] == ["000_prob.png", "000_mask.png", "001_prob.png", "001_mask.png",
-                                         "002_prob.png", "002_mask.png"]
+    assert [p.name for p in written] == [
+        "000_prob.png",
+        "000_mask.png",
+        "001_prob.png",
+        "001_mask.png",
+        "002_prob.png",
+        "002_mask.png",
+    ]
     for i, prob in enumerate(probs):
-        np.testing.assert_array_equal(read_png(tmp_path / "out" / f"{i:03d}_prob.png"),
-                                      np.round(prob.astype(np.float64) * 255))
-        np.testing.assert_array_equal(read_png(tmp_path / "out" / f"{i:03d}_mask.png"),
-                                      np.where(prob > 0.4, 255, 0))
+        np.testing.assert_array_equal(
+            read_png(tmp_path / "out" / f"{i:03d}_prob.png"), np.round(prob.astype(np.float64) * 255)
+        )
+        np.testing.assert_array_equal(
+            read_png(tmp_path / "out" / f"{i:03d}_mask.png"), np.where(prob > 0.4, 255, 0)
+        )
 
 
 def test_save_predictions_accepts_channel_axis_lists_and_names(tmp_path, probs):
     predictions.save_predictions(probs[..., None], tmp_path / "a", names=["x", "y", "z"])
-    assert sorted(os.listdir(tmp_path / "a")) == ["x_mask.png", "x_prob.png", "y_mask.png", "y_prob.png",
-                                                  "z_mask.png", "z_prob.png"]
+    assert sorted(os.listdir(tmp_path / "a")) == [
+        "x_mask.png",
+        "x_prob.png",
+        "y_mask.png",
+        "y_prob.png",
+        "z_mask.png",
+        "z_prob.png",
+    ]
     maps = [probs[0], probs[1][:5, :7]]  # different sizes, e.g. a folder of mixed images
     predictions.save_predictions(maps, tmp_path / "b", names=["big", "small"])
     assert read_png(tmp_path / "b" / "small_prob.png").shape == (5, 7)
@@ -87,7 +101,11 @@ def test_save_predictions_accepts_channel_axis_lists_and_names(tmp_path, probs):
 
 @pytest.mark.parametrize(
     "names, message",
-    [(["a", "a", "b"], "unique"), (["a", "../b", "c"], "cannot be a file name"), (["a"], "3 probability maps")],
+    [
+        (["a", "a", "b"], "unique"),
+        (["a", "../b", "c"], "cannot be a file name"),
+        (["a"], "3 probability maps"),
+    ],
 )
 def test_save_predictions_checks_names(tmp_path, probs, names, message):
     with pytest.raises(ValueError, match=message):
@@ -160,59 +178,3 @@ def test_isbi_polarity_matches_the_challenge_evaluation(tmp_path):
     mask = (labels == 255).astype(np.uint8)
     assert metrics.isbi_scores(saved, mask)["v_rand"] == pytest.approx(1.0)
     assert metrics.isbi_scores(1 - saved, mask)["v_rand"] < 0.5
-
-
-# --------------------------------------------------------------------------- reading inputs
-
-
-def test_load_images_from_folders_files_and_stacks(tmp_path):
-    folder = tmp_path / "pngs"
-    folder.mkdir()
-    for name in ("10", "2", "1"):
-        Image.fromarray(np.full((4, 5), int(name), np.uint8)).save(folder / f"img{name}.png")
-    (folder / "readme.txt").write_text("ignored")
-    (folder / ".hidden.png").write_bytes(b"ignored")
-    stack = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
-    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
-    rgb = np.zeros((4, 5, 3), np.uint8)
-    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
-    Image.fromarray(rgb).save(tmp_path / "colour.png")
-
-    images, names = predictions.load_images([folder, tmp_path / "stack.tif", str(tmp_path / "colour.png")])
-    assert names == ["img1", "img2", "img10", "stack_000", "stack_001", "stack_002", "colour"]
-    assert [int(im[0, 0]) for im in images[:3]] == [1, 2, 10]
-    for i in range(3):
-        np.testing.assert_array_equal(images[3 + i], stack[i])
-        assert images[3 + i].dtype == np.uint16
-    expected_grey = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
-    assert images[-1].shape == (4, 5) and int(images[-1][0, 0]) == expected_grey
-    colour, _ = predictions.load_images(tmp_path / "colour.png", as_gray=False)
-    assert colour[0].shape == (4, 5, 3)
-
-
-def test_load_images_tells_a_colour_tiff_from_a_stack_of_three(tmp_path):
-    planes = np.stack([np.full((4, 5), v, np.uint8) for v in (200, 100, 50)])  # (3, H, W)
-    tifffile.imwrite(tmp_path / "rgb.tif", planes, photometric="rgb", planarconfig="separate")
-    tifffile.imwrite(tmp_path / "three.tif", planes, photometric="minisblack")
-    images, names = predictions.load_images([tmp_path / "rgb.tif", tmp_path / "three.tif"])
-    assert names == ["rgb", "three_000", "three_001", "three_002"]
-    assert images[0].shape == (4, 5) and int(images[0][0, 0]) == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
-    assert [int(im[0, 0]) for im in images[1:]] == [200, 100, 50]
-
-
-def test_load_images_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No such file"):
-        predictions.load_images(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
-        predictions.load_images(tmp_path / "empty")
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="not an image"):
-        predictions.load_images(tmp_path / "notes.txt")
-    for sub in ("a", "b"):
-        (tmp_path / sub).mkdir()
-        Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / sub / "same.png")
-    with pytest.raises(ValueError, match="same name"):
-        predictions.load_images([tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(ValueError, match="No images"):
-        predictions.load_images([])

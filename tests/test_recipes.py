@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_tutorial import challenge, data, metrics, models, tiling
+from unet_tutorial import challenge, data, metrics, models, synthetic, tiling
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.py"
 SIDE = 96  # crop of every slice: keeps overlap-tile prediction to a few tiles
@@ -42,7 +42,7 @@ def expected_val_masks():
     if os.environ.get("UNET_TUTORIAL_DATA"):
         stack = data.load_isbi2012(download=False)
         return stack.train_masks[25:26, :SIDE, :SIDE]
-    _, masks = data.synthetic_membranes(3, SIDE, seed=1234)  # 2 training slices, then 1 validation slice
+    _, masks = synthetic.synthetic_membranes(3, SIDE, seed=1234)  # 2 training slices, then 1 validation slice
     return masks[2:]
 
 

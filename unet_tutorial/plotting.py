@@ -23,7 +23,6 @@ from unet_tutorial import tiling
 __all__ = [
     "show_images",
     "overlay",
-    "colorize",
     "show_prediction",
     "show_field",
     "show_feature_maps",
@@ -213,73 +212,6 @@ def overlay(image, mask, color=(1, 0, 0), alpha=0.4):
         raise ValueError(f"color must be three numbers from 0 to 1 (r, g, b), got {color!r}.")
     strength = _check_fraction(alpha, "alpha") * weight[..., None]
     return (1 - strength) * rgb + strength * tint
-
-
-def _palette_colours(palette):
-    """(K, 3) uint8 from an array-like; floats are read as 0..1, integers as 0..255."""
-    colours = np.asarray(palette)
-    if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) == 0:
-        raise ValueError(f"palette must be a (K, 3) array of RGB colours, got shape {colours.shape}.")
-    if np.issubdtype(colours.dtype, np.floating):
-        if colours.min() < 0 or colours.max() > 1:
-            raise ValueError("a float palette must hold colours from 0 to 1; use integers for 0..255.")
-        return np.rint(colours * 255).astype(np.uint8)
-    if not np.issubdtype(colours.dtype, np.integer) or colours.min() < 0 or colours.max() > 255:
-        raise ValueError("an integer palette must hold colours from 0 to 255.")
-    return colours.astype(np.uint8)
-
-
-def colorize(classes, palette):
-    """Paint a class map with one colour per class.
-
-    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained
-    encoders).
-
-    Parameters
-    ----------
-    classes : array_like of int or bool
-        Class of every pixel, any shape.
-    palette : array_like or dict
-        A (K, 3) array: row k colours class k. Or a dict: integer keys are class
-        values (e.g. ``{0: (255, 0, 0), 255: (0, 0, 0)}`` for ISBI labels), string
-        keys are class names whose order gives the class index, as in
-        :func:`unet_tutorial.data.classes_to_rgb`. Colours are integers 0..255 or
-        floats 0..1.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``classes.shape + (3,)`` uint8.
-    """
-    labels = np.asarray(classes)
-    if labels.dtype == bool:
-        labels = labels.astype(np.uint8)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"classes must hold integer class labels, got dtype {labels.dtype}; cast with .astype(int).")
-    if isinstance(palette, dict):
-        keys = list(palette)
-        if not keys:
-            raise ValueError("palette is an empty dict: give a colour for every class.")
-        # colour by colour, so 0..255 and 0..1 colours may be mixed
-        colours = np.concatenate([_palette_colours([palette[key]]) for key in keys])
-        if all(isinstance(key, str) for key in keys):
-            return colorize(labels, colours)
-        if not all(isinstance(key, numbers.Integral) and not isinstance(key, bool) for key in keys):
-            raise TypeError("palette dict keys must all be integer class values or all be class names (str).")
-        values, inverse = np.unique(labels, return_inverse=True)
-        lookup = {int(key): colour for key, colour in zip(keys, colours)}
-        missing = [int(v) for v in values if int(v) not in lookup]
-        if missing:
-            raise ValueError(f"classes {missing[:10]} have no colour in the palette; add them to the dict.")
-        table = np.array([lookup[int(v)] for v in values], dtype=np.uint8).reshape(-1, 3)
-        return table[inverse.reshape(labels.shape)]
-    colours = _palette_colours(palette)
-    if labels.size and (labels.min() < 0 or labels.max() >= len(colours)):
-        raise ValueError(
-            f"classes range over {labels.min()}..{labels.max()} but the palette has {len(colours)} "
-            f"colours (classes 0..{len(colours) - 1}); give a longer palette or a dict."
-        )
-    return colours[labels]
 
 
 def show_prediction(image, truth, prob, threshold=0.5, size=3):

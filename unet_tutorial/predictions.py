@@ -1,27 +1,18 @@
-"""Reading images to segment and saving what a U-Net predicts for them.
+"""Saving what a U-Net predicts: 8-bit PNGs, and the ISBI 2012 challenge's TIFF stack.
 
-Probability maps are saved as 8-bit greyscale PNGs (0..255) and thresholded masks
-as PNGs holding only 0 and 255, written with Pillow (no "low contrast" warnings).
-A whole test stack can also be saved as one multi-page TIFF in the layout of the
-ISBI 2012 challenge. No function here replaces an existing file unless asked to
-with ``overwrite=True``.
+Probability maps are saved as 8-bit grey PNGs (0..255) and thresholded masks as PNGs
+holding only 0 and 255. No function here replaces an existing file unless asked to with
+``overwrite=True``.
 
-The ISBI 2012 submission format
--------------------------------
-The challenge asked for one TIFF stack of the test volume's size (30 x 512 x 512)
-whose values lie in [0, 1]. Its evaluation (Fiji's ``RandError`` /
-``VariationOfInformation``, which the organisers published) binarises the proposal
-as ``value > threshold`` for thresholds 0, 0.1, ..., 0.9 and takes the 4-connected
-components of the pixels *above* the threshold as the cells, just as it does with
-``train-labels.tif`` (255 = cell interior, 0 = membrane). So 1 means "cell
-interior" and 0 "membrane": the same polarity as the training labels and as this
-book's masks (1 = cell). :func:`save_isbi_submission` therefore writes the
-network's cell probability unchanged, as 32-bit floats. (Some write-ups describe
-the format as a "membrane probability"; with this evaluation code a membrane map
-would have to be inverted first: pass ``1 - membrane_prob``.)
+The ISBI 2012 submission is one float TIFF stack of the test volume's size (30 x 512 x 512)
+with values in [0, 1]. The challenge's evaluation (Fiji's ``RandError`` /
+``VariationOfInformation``) thresholds it as ``value > t`` for t = 0, 0.1, ..., 0.9 and
+takes the 4-connected components *above* the threshold as cells, as it does with
+``train-labels.tif`` (255 = cell). So 1 means cell and 0 membrane, the polarity of this
+book's masks: :func:`save_isbi_submission` writes the cell probability unchanged (a
+membrane probability would have to be inverted first: ``1 - membrane_prob``).
 
-Taught in chapter 4 (The full U-Net), chapter 6 (Overlap-tile on Colab GPUs) and chapter 7 (Your own data and
-pretrained encoders).
+Taught in chapter 4 (The full U-Net) and chapter 6 (Overlap-tile on Colab GPUs).
 """
 
 from __future__ import annotations
@@ -31,17 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "binarize",
-    "to_uint8",
-    "prediction_paths",
-    "save_predictions",
-    "save_isbi_submission",
-    "load_images",
-]
+__all__ = ["binarize", "prediction_paths", "save_isbi_submission", "save_predictions", "to_uint8"]
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _TOLERANCE = 1e-5  # float rounding of a sigmoid may step a hair outside [0, 1]
 
 
@@ -53,7 +35,11 @@ _TOLERANCE = 1e-5  # float rounding of a sigmoid may step a hair outside [0, 1]
 def _check_prob(prob, name="prob"):
     """Return ``prob`` as float32, refusing NaNs and values outside [0, 1]."""
     array = np.asarray(prob)
-    if not (array.dtype == bool or np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    if not (
+        array.dtype == bool
+        or np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+    ):
         raise TypeError(f"{name} must hold numbers in [0, 1], got dtype {array.dtype}")
     array = array.astype(np.float32)
     if array.size == 0:
@@ -85,6 +71,11 @@ def binarize(prob, threshold=0.5):
     Returns
     -------
     numpy.ndarray of bool
+
+    Examples
+    --------
+    >>> binarize(np.array([0.2, 0.5, 0.7]))
+    array([False, False,  True])
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
         raise TypeError(f"threshold must be a number in [0, 1], got {threshold!r}")
@@ -97,6 +88,11 @@ def to_uint8(prob):
     """Probabilities in [0, 1] as 8-bit grey values 0..255 (rounded).
 
     Taught in chapter 4 (The full U-Net).
+
+    Examples
+    --------
+    >>> to_uint8(np.array([0.0, 0.2, 0.5, 1.0]))
+    array([  0,  51, 128, 255], dtype=uint8)
     """
     return np.round(_check_prob(prob) * 255).astype(np.uint8)
 
@@ -162,7 +158,8 @@ def _refuse_existing(paths):
     if existing:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise FileExistsError(
-            f"Will not overwrite existing file(s): {shown}. Choose another output folder or pass overwrite=True."
+            f"Will not overwrite existing file(s): {shown}. "
+            "Choose another output folder or pass overwrite=True."
         )
 
 
@@ -261,115 +258,3 @@ def save_isbi_submission(probs, path, overwrite=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, np.stack(maps).astype(np.float32), photometric="minisblack")
     return path
-
-
-# --------------------------------------------------------------------------------------
-# Reading images to predict
-# --------------------------------------------------------------------------------------
-
-
-def _natural_key(path):
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def _to_gray(array):
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        rgb = array[..., :3].astype(np.float64)
-        gray = rgb @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow's "L"
-        if np.issubdtype(array.dtype, np.integer):
-            gray = np.round(gray)
-        return gray.astype(array.dtype)
-    return array
-
-
-def _read_tiff(path):
-    """(array, is_colour): pages first, colour samples moved last.
-
-    tifffile's axes tell a stack of pages ("IYX", "QYX", "ZYX") from one colour image
-    ("YXS", or "SYX" when the colour planes are stored separately), which the shape
-    alone cannot: (3, H, W) may be either.
-    """
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        array, axes = series.asarray(), series.axes
-    if "S" in axes:
-        return np.moveaxis(array, axes.index("S"), -1), True
-    return array, False
-
-
-def _read_file(path, as_gray):
-    """[(name, image), ...] from one file; a TIFF stack gives one entry per page."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        array, colour = _read_tiff(path)
-    else:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            array = np.asarray(image)
-        colour = array.ndim == 3
-    is_stack = array.ndim > (3 if colour else 2)
-    slices = list(array) if is_stack else [array]
-    if as_gray:
-        slices = [_to_gray(s) for s in slices]
-    if not is_stack:
-        return [(path.stem, slices[0])]
-    return [(f"{path.stem}_{i:03d}", s) for i, s in enumerate(slices)]
-
-
-def load_images(sources, as_gray=True):
-    """Read the images to segment from folders, image files and TIFF stacks.
-
-    Taught in chapter 6 (Overlap-tile on Colab GPUs) and chapter 7 (Your own data).
-
-    Parameters
-    ----------
-    sources : str, Path or sequence of them
-        Folders (their PNG, TIFF, JPEG and BMP files, in natural order: ``2``
-        before ``10``), single image files, or multi-page TIFF stacks (one image
-        per page, named ``<stem>_000``, ``<stem>_001``, ...).
-    as_gray : bool
-        Convert RGB(A) images to grey (luma); U-Nets of this book take one channel.
-
-    Returns
-    -------
-    images : list of numpy.ndarray
-        In their stored dtype (apply ``data.to_float`` before predicting).
-    names : list of str
-        Unique names for the outputs, from the file stems.
-
-    Raises
-    ------
-    FileNotFoundError
-        A source does not exist.
-    ValueError
-        No images found, an unsupported file type, or two images with the same name.
-    """
-    if isinstance(sources, (str, Path)):
-        sources = [sources]
-    files = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            found = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith(".")), key=_natural_key)
-            if not found:
-                raise ValueError(f"{source} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif source.is_file():
-            if source.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{source} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
-            files.append(source)
-        else:
-            raise FileNotFoundError(f"No such file or folder: {source}")
-    if not files:
-        raise ValueError("No images given: pass folders, image files or TIFF stacks.")
-    entries = [entry for path in files for entry in _read_file(path, as_gray)]
-    names = [name for name, _ in entries]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(
-            f"Several inputs would be saved under the same name: {duplicates}. "
-            "Rename the files or predict the folders separately."
-        )
-    return [image for _, image in entries], names
