@@ -363,7 +363,7 @@ def _stack_from(base, name, attempts) -> np.ndarray | None:
     except _Refused as why:
         attempts.append(str(why))
     folder = f"{base}{PNG_FOLDERS[name]}/"
-    print(f"Downloading {name} as {ISBI2012_SHAPE[0]} PNG slices {folder}0.png ...")
+    print(f"Downloading {name} as {ISBI2012_SHAPE[0]} PNG slices from {folder}")
     try:
         pages = [
             _checked_slice(name, i, _fetch(f"{folder}{i}.png", _decode_png), f"{folder}{i}.png")
