@@ -241,7 +241,8 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
     import keras
     import numpy as np
 
-    from unet_tutorial import augment, runtime, weights
+    from unet_tutorial import runtime, weights
+    from unet_tutorial.dataset import SegmentationDataset
 
     x_train, y_train, _, _ = split
     runtime.seed_everything(seed)
@@ -256,7 +257,7 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
                                       border_on=settings["border_on"])
     prep_seconds = time.perf_counter() - prep_start
 
-    dataset = augment.SegmentationDataset(
+    dataset = SegmentationDataset(
         x_train, y_train, settings["input_size"], settings["output_size"], weights=w_train,
         batch_size=settings["batch_size"], steps_per_epoch=profile.steps_per_epoch,
         augment=settings["augment"], seed=seed, workers=args.workers,

@@ -1,4 +1,4 @@
-"""Tests of unet_tutorial.augment: joint transforms, elastic field, crops, dataset."""
+"""Tests of unet_tutorial.augment: joint transforms, the elastic field, parameter sets."""
 
 import os
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_tutorial import augment, tiling
+from unet_tutorial import augment
 
 # Each geometric transform alone, and all of them together, at strong settings.
 TRANSFORMS = {
@@ -55,7 +55,8 @@ def test_nearest_image_matches_mask_exactly(name, realistic_mask):
     params = dict(TRANSFORMS[name], image_order=0)
     image = realistic_mask.astype(np.float32)
     for seed in SEEDS:
-        out_image, out_mask = augment.random_transform(image, realistic_mask, np.random.default_rng(seed), **params)
+        rng = np.random.default_rng(seed)
+        out_image, out_mask = augment.random_transform(image, realistic_mask, rng, **params)
         np.testing.assert_array_equal(out_image, out_mask.astype(np.float32))
 
 
@@ -64,7 +65,8 @@ def test_cubic_image_agrees_with_mask_on_blobs(name):
     mask = blob_mask()
     image = mask.astype(np.float32)
     for seed in SEEDS:
-        out_image, out_mask = augment.random_transform(image, mask, np.random.default_rng(seed), **TRANSFORMS[name])
+        rng = np.random.default_rng(seed)
+        out_image, out_mask = augment.random_transform(image, mask, rng, **TRANSFORMS[name])
         assert agreement(out_image, out_mask) >= 0.995, (name, seed)
 
 
@@ -75,7 +77,8 @@ def test_interpolated_image_differs_from_mask_only_at_boundaries(name, order, re
     image = realistic_mask.astype(np.float32)
     for seed in SEEDS:
         params = dict(TRANSFORMS[name], image_order=order)
-        out_image, out_mask = augment.random_transform(image, realistic_mask, np.random.default_rng(seed), **params)
+        rng = np.random.default_rng(seed)
+        out_image, out_mask = augment.random_transform(image, realistic_mask, rng, **params)
         edges = ndimage.morphological_gradient(out_mask, size=3) > 0
         near_edge = ndimage.binary_dilation(edges, iterations=2)
         disagree = (out_image > 0.5) != (out_mask > 0)
@@ -231,7 +234,8 @@ def test_uint8_colour_image_stays_uint8_in_range():
     out_image, _ = augment.random_transform(image, mask, np.random.default_rng(0), **augment.PAPER_PARAMS)
     assert out_image.dtype == np.uint8 and out_image.shape == image.shape
     # cubic overshoot is clipped; float images stay inside their input range
-    out_float, _ = augment.random_transform(image / 255.0, mask, np.random.default_rng(0), **TRANSFORMS["all"])
+    out_float, _ = augment.random_transform(image / 255.0, mask, np.random.default_rng(0),
+                                            **TRANSFORMS["all"])
     assert out_float.min() >= 0.0 and out_float.max() <= 1.0
 
 
@@ -267,8 +271,9 @@ def test_displacement_field_has_sigma_at_the_nodes_and_is_the_bicubic_zoom():
     assert abs(samples.mean()) < 0.1 * sigma
     coarse = np.random.default_rng(7).normal(0.0, sigma, (2, grid, grid))
     dy, dx = augment.displacement_field((size, 50), np.random.default_rng(7), grid, sigma)
-    np.testing.assert_allclose(dy, ndimage.zoom(coarse[0], (size / grid, 50 / grid), order=3, mode="mirror"), atol=1e-9)
-    np.testing.assert_allclose(dx, ndimage.zoom(coarse[1], (size / grid, 50 / grid), order=3, mode="mirror"), atol=1e-9)
+    factors = (size / grid, 50 / grid)
+    np.testing.assert_allclose(dy, ndimage.zoom(coarse[0], factors, order=3, mode="mirror"), atol=1e-9)
+    np.testing.assert_allclose(dx, ndimage.zoom(coarse[1], factors, order=3, mode="mirror"), atol=1e-9)
 
 
 def test_displacement_field_is_smooth():
@@ -313,193 +318,45 @@ def test_errors_are_clear():
         augment.random_transform(np.zeros((1, 8, 8, 1)), mask, np.random.default_rng(0))
     with pytest.raises(TypeError, match="Unknown augmentation parameter"):
         augment.random_transform(image, mask, np.random.default_rng(0), rotation=10)
-    with pytest.raises(ValueError, match="rotation_range"):
-        augment.random_transform(image, mask, np.random.default_rng(0), rotation_range=-1)
+    with pytest.raises(ValueError, match="gamma"):
+        augment.random_transform(image, mask, np.random.default_rng(0), gamma=1.5)
     with pytest.raises(ValueError, match="fill mode"):
         augment.random_transform(image, mask, np.random.default_rng(0), fill_mode="bogus")
     with pytest.raises(ValueError, match="zoom_range"):
-        augment.AugmentParams(zoom_range=(0.0, 1.2))
-    with pytest.raises(ValueError, match="grid"):
-        augment.displacement_field((8, 8), np.random.default_rng(0), grid=1)
+        augment.random_transform(image, mask, np.random.default_rng(0), zoom_range=(0.0, 1.2))
+    with pytest.raises(ValueError, match="zoom_range"):
+        augment.random_transform(image, mask, np.random.default_rng(0), zoom_range=1.0)
+    with pytest.raises(ValueError, match="contrast"):
+        augment.random_transform(image, mask, np.random.default_rng(0), contrast=1.0)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         augment.random_transform(image + 5, mask, np.random.default_rng(0), brightness=0.1)
 
 
 def test_parameter_sets_have_the_documented_values():
-    legacy = augment.AugmentParams.from_any(augment.LEGACY_PARAMS)
-    assert (legacy.rotation_range, legacy.width_shift_range, legacy.height_shift_range,
-            legacy.shear_range, legacy.zoom_range) == (0.2, 0.05, 0.05, 0.05, 0.05)
-    assert legacy.horizontal_flip and not legacy.elastic and legacy.fill_mode == "nearest"
-    paper = augment.AugmentParams.from_any(augment.PAPER_PARAMS)
-    assert paper.elastic and (paper.elastic_grid, paper.elastic_sigma) == (3, 10.0)
-    assert paper.rot90 and paper.horizontal_flip and paper.fill_mode == "mirror"
-    assert augment.AugmentParams.from_any(None) == augment.AugmentParams()
-    with pytest.raises(TypeError):
-        augment.LEGACY_PARAMS["rotation_range"] = 5  # shared defaults are read-only
+    legacy = augment._check_params(augment.LEGACY_PARAMS)
+    assert [legacy[k] for k in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range")] \
+        == [0.2, 0.05, 0.05, 0.05]
+    assert legacy["zoom_range"] == (0.95, 1.05)
+    assert legacy["horizontal_flip"] and not legacy["elastic"] and legacy["fill_mode"] == "nearest"
+    paper = augment._check_params(augment.PAPER_PARAMS)
+    assert paper["elastic"] and (paper["elastic_grid"], paper["elastic_sigma"]) == (3, 10.0)
+    assert paper["rot90"] and paper["horizontal_flip"] and paper["fill_mode"] == "mirror"
+    assert set(augment.LEGACY_PARAMS) <= set(augment.DEFAULT_PARAMS) >= set(augment.PAPER_PARAMS)
+    for shared in (augment.DEFAULT_PARAMS, augment.LEGACY_PARAMS, augment.PAPER_PARAMS):
+        with pytest.raises(TypeError):
+            shared["rotation_range"] = 5  # shared defaults are read-only
 
 
-# --------------------------------------------------------------------------- padding and crops
-def test_mirror_pad_matches_numpy_reflect():
-    image = np.arange(5 * 6 * 2).reshape(5, 6, 2)
-    padded = augment.mirror_pad(image, 3)
-    assert padded.shape == (11, 12, 2)
-    np.testing.assert_array_equal(padded[:, :, 1], np.pad(image[:, :, 1], 3, mode="reflect"))
-    np.testing.assert_array_equal(padded[3, 0, 0], image[0, 3, 0])  # border pixel not repeated
-    uneven = augment.mirror_pad(image[..., 0], ((1, 0), (0, 2)))
-    assert uneven.shape == (6, 8)
-    with pytest.raises(ValueError):
-        augment.mirror_pad(image, -1)
-
-
-def test_mirror_crop_equals_slicing_a_mirror_padded_image():
+def test_default_parameters_are_the_identity():
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 100, (13, 17))
-    pad = 40
-    padded = np.pad(image, pad, mode="reflect")
-    for top, left, size in [(-5, -7, (20, 30)), (0, 0, (13, 17)), (3, 4, (5, 6)), (-30, 10, (50, 9)), (8, 12, (9, 11))]:
-        window = augment.mirror_crop(image, top, left, size)
-        expected = padded[top + pad: top + pad + size[0], left + pad: left + pad + size[1]]
-        np.testing.assert_array_equal(window, expected)
-    inside = augment.mirror_crop(image, 1, 1, 3)
-    inside[:] = -1
-    assert image.min() >= 0  # a copy, the user's array is untouched
+    image = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    mask = rng.integers(0, 3, (12, 16))
+    out = augment.random_transform(image, mask, np.random.default_rng(1), **augment.DEFAULT_PARAMS)
+    np.testing.assert_array_equal(out[0], image)
+    np.testing.assert_array_equal(out[1], mask)
 
 
-def test_center_crop():
-    image = np.arange(10 * 12).reshape(10, 12)
-    np.testing.assert_array_equal(tiling.center_crop(image, (4, 6)), image[3:7, 3:9])
-    with pytest.raises(ValueError, match="even"):
-        tiling.center_crop(image, 5)
-
-
-# --------------------------------------------------------------------------- dataset
-def coordinate_images(n=3, size=40):
-    """Float images whose pixel value encodes its image, row and column."""
-    rows, cols = np.mgrid[:size, :size]
-    return [(i * 10000 + rows * 100 + cols).astype(np.float64) for i in range(n)]
-
-
-def test_dataset_shapes_and_dtypes_binary_and_multiclass():
-    masks = [blob_mask(40, seed) * 255 for seed in range(3)]
-    images = [m.astype(np.uint8) for m in masks]
-    ds = augment.SegmentationDataset(images, masks, 28, 12, batch_size=4, steps_per_epoch=5)
-    x, y = ds[0]
-    assert len(ds) == 5 and ds.binary
-    assert x.shape == (4, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
-    assert y.shape == (4, 12, 12, 1) and y.dtype == np.float32 and set(np.unique(y)) <= {0.0, 1.0}
-    multi = [np.minimum(m // 100, 2) for m in masks]  # labels 0 and 2
-    ds = augment.SegmentationDataset(np.stack(images), np.stack(multi), 16, batch_size=2)
-    x, y = ds[1]
-    assert not ds.binary and y.shape == (2, 16, 16) and y.dtype == np.int32
-    colour = [np.repeat(im[..., None], 3, axis=2) for im in images]
-    x, _ = augment.SegmentationDataset(colour, masks, 16)[0]
-    assert x.shape == (1, 16, 16, 3)
-
-
-def test_dataset_label_window_is_centred_in_the_mirrored_input():
-    images = coordinate_images()
-    masks = [np.zeros((40, 40), np.uint8) + i for i in range(3)]
-    weights = images  # weights carry the coordinates too
-    ds = augment.SegmentationDataset(images, masks, 30, 10, weights=weights, batch_size=8, steps_per_epoch=30)
-    tops = set()
-    for index in range(len(ds)):
-        x, y, w = ds[index]
-        assert w.shape == (8, 10, 10) and w.dtype == np.float32
-        for xi, wi in zip(x[..., 0], w):
-            np.testing.assert_array_equal(tiling.center_crop(xi, 10), wi)  # label crop at the centre
-            image_id, top, left = int(wi[0, 0]) // 10000, int(wi[0, 0]) % 10000 // 100, int(wi[0, 0]) % 100
-            tops.update([top, left])
-            # the input window is the mirrored image around the label window
-            expected = augment.mirror_crop(images[image_id], top - 10, left - 10, 30)
-            np.testing.assert_array_equal(xi, expected.astype(np.float32))
-    assert min(tops) == 0 and max(tops) == 40 - 10  # label windows reach both edges
-
-
-def test_dataset_centring_with_image_equal_to_mask_and_augmentation(realistic_mask):
-    images = [realistic_mask * 255]
-    params = dict(TRANSFORMS["all"], image_order=0)
-    ds = augment.SegmentationDataset(images, [realistic_mask], 60, 20, batch_size=4, augment=params,
-                                     weights=[1.0 + realistic_mask * 2.0], steps_per_epoch=3)
-    for index in range(3):
-        x, y, w = ds[index]
-        np.testing.assert_array_equal(x[:, 20:40, 20:40, :], y)
-        # w = 1 + 2*y wherever linear interpolation did not average across a label edge
-        pure = (w == 1) | (w == 3)
-        np.testing.assert_array_equal(w[pure], 1 + 2 * y[..., 0][pure])
-        assert pure.mean() > 0.6
-
-
-def test_dataset_is_reproducible_per_seed_epoch_and_index():
-    masks = [blob_mask(48, s) for s in range(2)]
-    images = [(m * 255).astype(np.uint8) for m in masks]
-
-    def make(seed):
-        return augment.SegmentationDataset(images, masks, 32, batch_size=2, steps_per_epoch=4,
-                                           augment=augment.PAPER_PARAMS, seed=seed)
-
-    a, b = make(0), make(0)
-    later = a[3]  # asking out of order must not change the content
-    np.testing.assert_array_equal(later[0], b[3][0])
-    np.testing.assert_array_equal(a[1][1], b[1][1])
-    assert not np.array_equal(make(1)[3][0], later[0])
-    a.on_epoch_end()
-    assert a.epoch == 1 and not np.array_equal(a[3][0], later[0])
-    b.epoch = 1
-    np.testing.assert_array_equal(a[3][0], b[3][0])
-    with pytest.raises(IndexError):
-        a[4]
-
-
-def test_dataset_accepts_a_callable_augment():
-    calls = []
-
-    def double_flip(image, mask, rng, weights=None):
-        calls.append(isinstance(rng, np.random.Generator))
-        out = (np.flip(image, 0), np.flip(mask, 0))
-        return out if weights is None else out + (np.flip(weights, 0),)
-
-    images = coordinate_images(1, 20)
-    ds = augment.SegmentationDataset(images, [np.zeros((20, 20), np.uint8)], 20, augment=double_flip)
-    x, _ = ds[0]
-    np.testing.assert_array_equal(x[0, ..., 0], np.flip(images[0], 0).astype(np.float32))
-    assert calls == [True]
-
-
-def test_dataset_errors():
-    images = [np.zeros((32, 32), np.uint8)] * 2
-    masks = [np.zeros((32, 32), np.uint8)] * 2
-    with pytest.raises(ValueError, match="masks"):
-        augment.SegmentationDataset(images, masks[:1], 16)
-    with pytest.raises(ValueError, match="smaller than output_size"):
-        augment.SegmentationDataset(images, masks, 64, 40)
-    with pytest.raises(ValueError, match="even"):
-        augment.SegmentationDataset(images, masks, 17, 12)
-    with pytest.raises(ValueError, match="shape"):
-        augment.SegmentationDataset(images, [np.zeros((32, 30), np.uint8)] * 2, 16)
-    with pytest.raises(TypeError, match="Unknown augmentation"):
-        augment.SegmentationDataset(images, masks, 16, augment={"spin": 3})
-
-
-def test_dataset_trains_a_tiny_keras_model_with_sample_weights():
-    keras = pytest.importorskip("keras")
-    masks = [blob_mask(32, s) for s in range(2)]
-    images = [(m * 200 + 20).astype(np.uint8) for m in masks]
-    weights = [1.0 + 2.0 * m for m in masks]
-    ds = augment.SegmentationDataset(images, masks, 20, 16, weights=weights, batch_size=2, steps_per_epoch=1,
-                                     augment=augment.LEGACY_PARAMS, workers=2)
-    assert ds.workers == 2
-    inputs = keras.Input((20, 20, 1))
-    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    outputs = keras.layers.Conv2D(1, 3, activation="sigmoid")(hidden)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy")
-    history = model.fit(ds, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    # Keras 3 calls on_epoch_end when fit starts and after every epoch
-    assert ds.epoch >= 1
-
-
-# --------------------------------------------------------------------------- keras.layers.RandomElasticTransform
+# --------------------------------------------------------------------------- Keras' elastic layer
 def test_keras_elastic_layer_misaligns_image_and_mask(realistic_mask):
     """Documents Keras 3.15: if this fails, Keras may have fixed the layer; update chapter 2."""
     keras = pytest.importorskip("keras")
@@ -518,4 +375,5 @@ def test_keras_elastic_layer_misaligns_image_and_mask(realistic_mask):
         assert abs(np.corrcoef(dy[24:-24, 24:-24].ravel(), dx[24:-24, 24:-24].ravel())[0, 1]) < 0.5
     else:
         assert two_layers >= 0.98  # two identically seeded layers do share one field
-        np.testing.assert_allclose(dy[24:-24, 24:-24], dx[24:-24, 24:-24], atol=1e-3)  # moves along the diagonal only
+        # the layer moves pixels along the diagonal only
+        np.testing.assert_allclose(dy[24:-24, 24:-24], dx[24:-24, 24:-24], atol=1e-3)
