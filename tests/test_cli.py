@@ -102,11 +102,20 @@ def test_train_valid_unet_with_weight_maps_elastic_and_preview(capsys, tmp_path)
                          "--preview", "--out", tmp_path)
     assert code == 0, err
     assert "crops 220 -> 36" in out  # the smoke profile's valid tile and its output
-    architecture = state(tmp_path)["architecture"]
-    assert architecture["padding"] == "valid" and architecture["base_filters"] == 4 and architecture["depth"] == 4
+    assert state(tmp_path)["model"] == "unet_valid_d4_f4"
     assert list((tmp_path / "weight_maps").glob("*.npy"))
     with Image.open(tmp_path / "preview.png") as preview:
         assert preview.format == "PNG"
+
+
+def test_train_asks_for_the_mode_of_an_unknown_monitor(capsys, tmp_path):
+    code, _, err = run(capsys, "train", *TINY, "--model", "mini", *FAST, "--monitor", "val_f1",
+                       "--out", tmp_path)
+    assert code == 1 and 'Pass mode="max" or mode="min"' in err
+    code, _, err = run(capsys, "train", *TINY, "--model", "mini", *FAST, "--monitor", "val_dice_cell",
+                       "--out", tmp_path / "dice")
+    assert code == 0, err
+    assert state(tmp_path / "dice")["mode"] == "max"
 
 
 def test_train_refuses_another_architecture_in_a_run_folder(capsys, tmp_path, trained):
@@ -221,7 +230,7 @@ def test_evaluate_prints_the_validation_scores(capsys, trained):
     images, _ = synthetic.synthetic_membranes(5, 64, seed=0)
     expected = metrics.format_table(metrics.evaluate_segmentation(model, images[4:], masks[4:]))
     assert expected in out
-    assert "v_rand" in out and "mean" in out
+    assert "v_rand" in out and "stack" in out
 
 
 def test_train_and_evaluate_on_real_isbi_data(capsys, tmp_path):

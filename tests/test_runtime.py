@@ -18,10 +18,11 @@ def clean_env(monkeypatch):
 
 
 def test_profile_order_argument_env_ci_gpu_cpu(clean_env):
-    clean_env.setattr(runtime, "has_gpu", lambda: False)
+    clean_env.setattr(runtime, "_gpu_name", lambda: None)
     assert runtime.select_profile().name == "cpu"
-    clean_env.setattr(runtime, "has_gpu", lambda: True)
+    clean_env.setattr(runtime, "_gpu_name", lambda: "Tesla T4")
     assert runtime.select_profile().name == "gpu"
+    assert runtime.device_name() == "GPU: Tesla T4"
     clean_env.setenv("CI", "true")
     assert runtime.select_profile().name == "smoke"
     clean_env.setenv("UNET_TUTORIAL_PROFILE", "cpu")
@@ -44,7 +45,8 @@ def test_profiles_hold_numbers_that_fit_the_networks(name):
     # the tile must be a valid input of the valid U-Net, the crop of the 'same' one
     assert models.output_size(profile.tile_size, profile.depth) > 0
     assert models.output_size(profile.crop_size, profile.depth, padding="same") == profile.crop_size
-    assert all(v > 0 for v in (profile.base_filters, profile.batch_size, profile.epochs, profile.steps_per_epoch))
+    numbers = (profile.base_filters, profile.batch_size, profile.epochs, profile.steps_per_epoch)
+    assert all(v > 0 for v in numbers)
     with pytest.raises(dataclasses.FrozenInstanceError):
         profile.epochs = 3  # one place holds the numbers: chapters read, never write
 
@@ -71,7 +73,8 @@ def test_summary_line_names_profile_backend_device_versions(clean_env):
 def test_device_name_reports_cpu_cores_without_gpu(clean_env):
     import os
 
-    clean_env.setattr(runtime, "has_gpu", lambda: False)
+    clean_env.setattr(runtime, "_gpu_name", lambda: None)
+    assert runtime.device_name().startswith("CPU: ")
     assert runtime.device_name().endswith(f"{os.cpu_count()} cores")
 
 
@@ -96,10 +99,12 @@ def test_colab_detection_and_drive_outside_colab(clean_env):
     assert runtime.in_colab()
 
 
-def test_in_ci(clean_env):
-    assert not runtime.in_ci()
+def test_summary_says_where_it_runs(clean_env):
+    assert " | local | " in runtime.summary("smoke")
     clean_env.setenv("CI", "true")
-    assert runtime.in_ci()
+    assert " | CI | " in runtime.summary("smoke")
+    clean_env.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    assert " | Colab | " in runtime.summary("smoke")
 
 
 def test_checkpoint_dir_root_env_default_order(tmp_path, clean_env):

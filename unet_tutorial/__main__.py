@@ -1,4 +1,4 @@
-"""``python -m unet_tutorial``: see :mod:`unet_tutorial.cli`."""
+"""Tooling: ``python -m unet_tutorial`` runs the command line of :mod:`unet_tutorial.cli`."""
 
 import sys
 

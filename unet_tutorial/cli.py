@@ -1,13 +1,10 @@
-"""Command line: ``python -m unet_tutorial train | predict | evaluate``.
+"""Tooling: the command line, ``python -m unet_tutorial train | predict | evaluate``.
 
 The three jobs of the ``main.py`` that many Keras U-Net repositories ship, done the
 book's way: training with checkpoints that resume after an interruption (run the
 same ``train`` command again), overlap-tile prediction of images of any size, and
 the ISBI scores of the validation slices. ``python -m unet_tutorial <command> --help``
 lists every option with its default.
-
-Taught in chapter 7 (Your own data and
-pretrained encoders).
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ _EPILOG = "Defaults marked 'profile' come from --profile (see unet_tutorial.runt
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every meaningful default; None (decided elsewhere, said in the help) and off-flags are left out."""
+    """Shows every meaningful default; None (decided elsewhere, said in the help) and off-flags are not."""
 
     def _get_help_string(self, action):
         if action.default is None or action.default is False:
@@ -46,12 +43,15 @@ def _add_data_options(parser):
     )
     group.add_argument("--masks", default=None,
                        help="folder of binary masks (0/1 or 0/255) paired with --data FOLDER by file name")
-    group.add_argument("--data-dir", default=None, help="folder holding isbi2012/ or the three ISBI .tif files")
-    group.add_argument("--no-download", action="store_true", help="never download ISBI 2012; fail if it is not on disk")
+    group.add_argument("--data-dir", default=None,
+                       help="folder holding isbi2012/ or the three ISBI .tif files")
+    group.add_argument("--no-download", action="store_true",
+                       help="never download ISBI 2012; fail if it is not on disk")
     group.add_argument("--n-val", type=int, default=5,
                        help="last N images held out for validation (fewer if the data is small)")
     group.add_argument("--synthetic-size", type=int, default=512, help="side of synthetic slices in pixels")
-    group.add_argument("--seed", type=int, default=0, help="seed for weights, crops, augmentation and synthetic data")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for weights, crops, augmentation and synthetic data")
 
 
 def _add_common_options(parser):
@@ -76,7 +76,8 @@ def _add_train_parser(subparsers):
                        help="'valid': the paper's U-Net (output smaller than input); 'same': padded "
                             "convolutions; 'mini': the two-level U-Net of chapter 3")
     group.add_argument("--base-filters", type=int, default=None, help="filters of the first level (profile)")
-    group.add_argument("--depth", type=int, default=None, help="down-sampling steps of valid/same U-Nets (profile)")
+    group.add_argument("--depth", type=int, default=None,
+                       help="down-sampling steps of valid/same U-Nets (profile)")
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=None, help="total epochs of the run (profile)")
     group.add_argument("--steps", type=int, default=None, help="batches per epoch (profile)")
@@ -85,21 +86,28 @@ def _add_train_parser(subparsers):
                        help="input crop side: profile tile_size for 'valid', crop_size for 'same'/'mini'")
     group.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     group.add_argument("--weight-maps", action=argparse.BooleanOptionalAction, default=False,
-                       help="weight the loss by the paper's border weight maps (chapter 5; cached in the run folder)")
+                       help="weight the loss by the paper's border weight maps (chapter 5; cached in the "
+                            "run folder)")
     group.add_argument("--elastic", action="store_true",
-                       help="add the paper's elastic deformations to the flips, rotations and grey-value changes")
+                       help="add the paper's elastic deformations to the flips, rotations and grey-value "
+                            "changes")
     group.add_argument("--score-every", type=int, default=1,
                        help="compute V_Rand on the whole validation images every N epochs (0: never)")
     group.add_argument("--monitor", default=None,
                        help="log key that picks best.keras; default val_v_rand when scoring, else val_loss")
+    group.add_argument("--mode", choices=("min", "max"), default=None,
+                       help="whether a smaller or larger --monitor is better; needed only for names the "
+                            "package does not log itself")
     group.add_argument("--preview", action="store_true",
                        help="write preview.png (input | truth | prediction) into the run folder each epoch")
     group.add_argument("--eager", action="store_true",
-                       help="run Keras eagerly, without graph compilation: slower steps but no start-up cost; "
+                       help="run Keras eagerly, without graph compilation: slower steps but no start-up "
+                            "cost; "
                             "for debugging and tiny smoke runs")
     group = parser.add_argument_group("output")
     group.add_argument("--out", default=None,
-                       help="run folder; default checkpoints/cli_<model>_f<filters> (on Google Drive in Colab "
+                       help="run folder; default checkpoints/cli_<model>_f<filters> (on Google Drive in "
+                            "Colab "
                             "when it is mounted)")
     group.add_argument("--overwrite", action="store_true",
                        help="delete the run files in --out and start afresh instead of resuming")
@@ -110,13 +118,15 @@ def _add_train_parser(subparsers):
 
 def _add_model_file_options(parser):
     parser.add_argument("--weights", required=True,
-                        help="trained model: a .keras file (e.g. RUN/best.keras), or .weights.h5 with --model "
+                        help="trained model: a .keras file (e.g. RUN/best.keras), or .weights.h5 with "
+                             "--model "
                              "and --base-filters")
     parser.add_argument("--model", choices=("valid", "same", "mini"), default=None,
                         help="architecture the file must hold (checked); needed for .weights.h5")
     parser.add_argument("--base-filters", type=int, default=None, help="filters the file must have (checked)")
     parser.add_argument("--depth", type=int, default=None,
-                        help="depth the file must have (checked); builds the network for .weights.h5 (profile)")
+                        help="depth the file must have (checked); builds the network for .weights.h5 "
+                             "(profile)")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips and rotations (8x slower)")
     parser.add_argument("--tile-size", type=int, default=None,
                         help="input tile side for overlap-tile prediction "
@@ -139,7 +149,8 @@ def _add_predict_parser(subparsers):
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--threshold", type=float, default=0.5, help="cell threshold for the masks")
     parser.add_argument("--isbi-tif", default=None,
-                        help="also write all predictions as one float32 TIFF stack in the ISBI 2012 submission "
+                        help="also write all predictions as one float32 TIFF stack in the ISBI 2012 "
+                             "submission "
                              "layout (1 = cell, 0 = membrane)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(handler=_predict)
@@ -159,10 +170,7 @@ def _add_evaluate_parser(subparsers):
 
 
 def build_parser():
-    """The ``argparse`` parser of ``python -m unet_tutorial``.
-
-    Taught in chapter 7 (Your own data and pretrained encoders).
-    """
+    """The ``argparse`` parser of ``python -m unet_tutorial``."""
     parser = argparse.ArgumentParser(
         prog="python -m unet_tutorial", formatter_class=_Formatter,
         description="Train, apply and evaluate the U-Nets of the U-Net tutorial book.",
@@ -195,7 +203,7 @@ def _split_last(images, masks, n_val):
 
 def _load_split(args, profile):
     """(x_train, y_train, x_val, y_val) as lists of arrays, and a note for synthetic data."""
-    from unet_tutorial import data
+    from unet_tutorial import data, folders, synthetic
 
     _positive(args.n_val, "n-val")
     if args.data == "isbi2012":
@@ -204,12 +212,13 @@ def _load_split(args, profile):
     elif args.data == "synthetic":
         n_train = profile.max_images or max(1, 30 - args.n_val)
         size = _positive(args.synthetic_size, "synthetic-size")
-        images, masks = data.synthetic_membranes(n_train + args.n_val, size, args.seed)
+        images, masks = synthetic.synthetic_membranes(n_train + args.n_val, size, args.seed)
         x_train, y_train, x_val, y_val = images[:n_train], masks[:n_train], images[n_train:], masks[n_train:]
     else:
         if args.masks is None:
-            raise ValueError(f"--data {args.data} is a folder of images: also pass --masks FOLDER with their masks")
-        folder = data.load_folder(args.data, args.masks, as_gray=True)
+            raise ValueError(f"--data {args.data} is a folder of images: also pass --masks FOLDER with "
+                             "their masks")
+        folder = folders.load_folder(args.data, args.masks, as_gray=True)
         x_train, y_train, x_val, y_val = _split_last(list(folder.images), list(folder.masks), args.n_val)
     if profile.max_images:
         x_train, y_train = x_train[: profile.max_images], y_train[: profile.max_images]
@@ -253,37 +262,29 @@ def _expected_architecture(args):
 
 
 def _load_trained_model(args, profile):
-    from unet_tutorial import training
+    from unet_tutorial import model_files
 
     path = Path(args.weights)
     expected = _expected_architecture(args)
     if str(path).endswith(".weights.h5"):
         if args.model is None or args.base_filters is None:
-            raise ValueError(f"{path} holds weights only: pass --model and --base-filters to build the network")
+            raise ValueError(f"{path} holds weights only: pass --model and --base-filters to build the "
+                             "network")
         model = _build_model(args.model, args.base_filters, args.depth or profile.depth, seed=None)
-        return training.load_weights_checked(model, path)
-    return training.load_model_checked(path, expected=expected or None, compile=False)
-
-
-def _foreground(prob):
-    if prob.ndim == 2:
-        return prob
-    if prob.shape[-1] == 2:
-        return prob[..., 1]
-    raise ValueError(
-        f"the model predicts {prob.shape[-1]} classes; this command saves binary (cell) probabilities only"
-    )
+        return model_files.load_weights_checked(model, path)
+    return model_files.load_model_checked(path, expected=expected or None, compile=False)
 
 
 def _predict_all(model, images, args, profile):
     from unet_tutorial import data, tiling
+    from unet_tutorial.callbacks import cell_probability
 
     batch_size = _positive(args.batch_size, "batch-size") or profile.predict_batch_size
     probs = []
     for i, image in enumerate(images, start=1):
         prob = tiling.predict_tiled(model, data.to_float(image), tile_size=args.tile_size,
                                     batch_size=batch_size, tta=args.tta)
-        probs.append(_foreground(prob))
+        probs.append(cell_probability(prob))
         if sys.stdout.isatty():
             print(f"\rpredicted {i}/{len(images)}", end="", flush=True)
     print(f"\rpredicted {len(images)} image(s)")
@@ -304,7 +305,7 @@ def _augment_params(elastic):
 def _train(args):
     import keras
 
-    from unet_tutorial import augment, losses, metrics, runtime, training
+    from unet_tutorial import callbacks, dataset, losses, metrics, runtime, training
 
     profile = runtime.select_profile(args.profile)
     print(runtime.summary(profile))
@@ -314,7 +315,8 @@ def _train(args):
     epochs = _positive(args.epochs, "epochs") or profile.epochs
     steps = _positive(args.steps, "steps") or profile.steps_per_epoch
     batch_size = _positive(args.batch_size, "batch-size") or profile.batch_size
-    tile = _positive(args.tile_size, "tile-size") or (profile.tile_size if args.model == "valid" else profile.crop_size)
+    default_tile = profile.tile_size if args.model == "valid" else profile.crop_size
+    tile = _positive(args.tile_size, "tile-size") or default_tile
     input_size, output_size = _crop_sizes(args.model, tile, depth)
     run_dir = Path(args.out) if args.out else runtime.checkpoint_dir(f"cli_{args.model}_f{base_filters}")
 
@@ -326,11 +328,11 @@ def _train(args):
         w_train = _weight_maps(y_train, run_dir / "weight_maps")
         w_val = _weight_maps(y_val, run_dir / "weight_maps")
 
-    train_data = augment.SegmentationDataset(
+    train_data = dataset.SegmentationDataset(
         x_train, y_train, input_size, output_size, weights=w_train, batch_size=batch_size,
         steps_per_epoch=steps, augment=_augment_params(args.elastic), seed=args.seed,
     )
-    val_data = augment.SegmentationDataset(
+    val_data = dataset.SegmentationDataset(
         x_val, y_val, input_size, output_size, weights=w_val, batch_size=batch_size,
         steps_per_epoch=max(1, len(x_val)), augment=None, seed=args.seed + 1,
     )
@@ -338,15 +340,16 @@ def _train(args):
     model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=losses.PixelCrossEntropy(),
                   metrics=metrics.training_metrics(1), run_eagerly=args.eager)
 
-    callbacks = []
+    watchers = []
     val_float = [_float(x) for x in x_val]
     if args.score_every:
-        callbacks.append(training.ValidationScores(val_float, y_val, every=_positive(args.score_every, "score-every")))
+        every = _positive(args.score_every, "score-every")
+        watchers.append(callbacks.ValidationScores(val_float, y_val, every=every))
     if args.preview:
-        callbacks.append(training.LivePreview(val_float[0], y_val[0], path=run_dir / "preview.png"))
+        watchers.append(callbacks.LivePreview(val_float[0], y_val[0], path=run_dir / "preview.png"))
     monitor = args.monitor or ("val_v_rand" if args.score_every else "val_loss")
-    training.train(model, train_data, val_data, run_dir=run_dir, epochs=epochs, callbacks=callbacks,
-                   monitor=monitor, overwrite=args.overwrite, verbose=args.verbose)
+    training.train(model, train_data, val_data, run_dir=run_dir, epochs=epochs, callbacks=watchers,
+                   monitor=monitor, mode=args.mode, overwrite=args.overwrite, verbose=args.verbose)
     state = training.read_state(run_dir) or {}
     print(f"done: {state.get('epoch')} epochs in {run_dir}; best {monitor} = {state.get('best')} "
           f"(epoch {state.get('best_epoch')}) in {run_dir / training.BEST}")
@@ -371,12 +374,12 @@ def _weight_maps(masks, cache):
 
 
 def _predict(args):
-    from unet_tutorial import predictions, runtime
+    from unet_tutorial import folders, predictions, runtime
 
     profile = runtime.select_profile(args.profile)
     if not 0 <= args.threshold <= 1:
         raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
-    images, names = predictions.load_images(args.inputs)
+    images, names = folders.load_images(args.inputs)
     if not args.overwrite:  # fail before a long prediction, not after it
         targets = [p for pair in predictions.prediction_paths(args.out, names) for p in pair]
         targets += [Path(args.isbi_tif)] if args.isbi_tif else []
@@ -412,8 +415,6 @@ def main(argv=None):
 
     Returns 0 on success and 1 after an error, whose message is printed without a
     traceback (``--traceback`` shows it).
-
-    Taught in chapter 7 (Your own data and pretrained encoders).
     """
     args = build_parser().parse_args(argv)
     try:

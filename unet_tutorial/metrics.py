@@ -208,23 +208,18 @@ def _stack(images, name):
     return stack
 
 
-def _cell_probability(prediction):
-    prediction = np.asarray(prediction)
-    # A softmax model gives (H, W, K); class 1 is the cell.
-    return prediction[..., 1] if prediction.ndim == 3 else prediction
-
-
 def _probabilities(model_or_probs, images, masks, tiling_options):
     if hasattr(model_or_probs, "predict") and not isinstance(model_or_probs, np.ndarray):
         if images is None:
             raise ValueError("images are needed to run the model; pass them as the second argument.")
+        from unet_tutorial.callbacks import cell_probability
         from unet_tutorial.tiling import predict_tiled  # lazy: tiling pulls in the model code
 
         images = _stack(images, "images")
         if len(images) != len(masks):
             raise ValueError(f"got {len(images)} images but {len(masks)} masks.")
         probs = [
-            _cell_probability(predict_tiled(model_or_probs, image, **tiling_options))
+            cell_probability(predict_tiled(model_or_probs, image, **tiling_options))
             for image in images
         ]
     else:

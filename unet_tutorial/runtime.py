@@ -1,4 +1,4 @@
-"""Runtime profiles, the summary line every chapter prints, seeding and Colab helpers.
+"""Runtime profiles, the summary line every chapter prints, seeding, and a run folder on Drive.
 
 One notebook serves three machines: ``smoke`` (CI: seconds per chapter), ``cpu`` (a
 laptop: minutes per chapter, small models) and ``gpu`` (a Colab T4 or better: the
@@ -13,27 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-__all__ = [
-    "Profile",
-    "PROFILES",
-    "select_profile",
-    "has_gpu",
-    "device_name",
-    "summary",
-    "seed_everything",
-    "in_colab",
-    "in_ci",
-    "mount_drive",
-    "checkpoint_dir",
-    "Stopwatch",
-]
+__all__ = ["Profile", "PROFILES", "select_profile", "device_name", "summary", "seed_everything", "in_colab",
+           "mount_drive", "checkpoint_dir", "Stopwatch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +29,8 @@ class Profile:
 
     Attributes
     ----------
-    name : str
-        ``"smoke"``, ``"cpu"`` or ``"gpu"``.
-    description : str
-        What the profile is for.
+    name, description : str
+        ``"smoke"``, ``"cpu"`` or ``"gpu"``, and what it is for.
     base_filters : int
         Filters of the U-Net's first level (64 in the paper).
     depth : int
@@ -54,10 +39,8 @@ class Profile:
         Input tile of the valid U-Net (572 in the paper); its output is smaller.
     crop_size : int
         Training crop of 'same'-padding models (input size = output size).
-    batch_size : int
-        Training batch size.
-    epochs : int
-        Training epochs per run.
+    batch_size, epochs : int
+        Training batch size and epochs per run.
     steps_per_epoch : int
         Batches per epoch (random crops, so an epoch is a number of steps, not a pass).
     predict_batch_size : int
@@ -83,53 +66,19 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile(
-        name="smoke",
-        description="CI: a few steps on tiny models, to prove the notebook runs",
-        base_filters=4,
-        depth=4,
-        tile_size=220,
-        crop_size=64,
-        batch_size=1,
-        epochs=1,
-        steps_per_epoch=2,
-        predict_batch_size=2,
-        tta=False,
-        max_images=4,
-    ),
-    "cpu": Profile(
-        name="cpu",
-        description="a laptop CPU: 16-filter networks, minutes per chapter",
-        base_filters=16,
-        depth=4,
-        tile_size=316,
-        crop_size=256,
-        batch_size=2,
-        epochs=12,
-        steps_per_epoch=40,
-        predict_batch_size=2,
-        tta=True,
-        max_images=None,
-    ),
-    "gpu": Profile(
-        name="gpu",
-        description="a Colab T4 or better: the paper's 64-filter network on 572x572 tiles",
-        base_filters=64,
-        depth=4,
-        tile_size=572,
-        crop_size=512,
-        batch_size=1,
-        epochs=40,
-        steps_per_epoch=200,
-        predict_batch_size=4,
-        tta=True,
-        max_images=None,
-    ),
+    "smoke": Profile("smoke", "CI: a few steps on tiny models, to prove the notebook runs",
+                     base_filters=4, depth=4, tile_size=220, crop_size=64, batch_size=1, epochs=1,
+                     steps_per_epoch=2, predict_batch_size=2, tta=False, max_images=4),
+    "cpu": Profile("cpu", "a laptop CPU: 16-filter networks, minutes per chapter",
+                   base_filters=16, depth=4, tile_size=316, crop_size=256, batch_size=2, epochs=12,
+                   steps_per_epoch=40, predict_batch_size=2, tta=True, max_images=None),
+    "gpu": Profile("gpu", "a Colab T4 or better: the paper's 64-filter network on 572x572 tiles",
+                   base_filters=64, depth=4, tile_size=572, crop_size=512, batch_size=1, epochs=40,
+                   steps_per_epoch=200, predict_batch_size=4, tta=True, max_images=None),
 }
 
 
-def in_ci():
-    """True when the ``CI`` environment variable says we run under continuous integration."""
+def _in_ci():
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -157,43 +106,46 @@ def select_profile(name=None):
     Returns
     -------
     Profile
+
+    Examples
+    --------
+    >>> profile = select_profile("cpu")
+    >>> profile.base_filters, profile.tile_size, profile.epochs, profile.steps_per_epoch
+    (16, 316, 12, 40)
     """
     chosen = name or os.environ.get("UNET_TUTORIAL_PROFILE", "").strip().lower() or None
     if chosen is None:
-        chosen = "smoke" if in_ci() else ("gpu" if has_gpu() else "cpu")
+        chosen = "smoke" if _in_ci() else ("gpu" if _gpu_name() else "cpu")
     if chosen not in PROFILES:
-        raise ValueError(
-            f"Unknown profile {chosen!r}: choose one of {sorted(PROFILES)} "
-            "(argument or UNET_TUTORIAL_PROFILE)."
-        )
+        raise ValueError(f"Unknown profile {chosen!r}: choose one of {sorted(PROFILES)} "
+                         "(argument or UNET_TUTORIAL_PROFILE).")
     return PROFILES[chosen]
 
 
-def _backend():
+def _gpu_name():
+    """Name of the first GPU the Keras backend computes on, or None without one."""
     import keras
 
-    return keras.backend.backend()
-
-
-def has_gpu():
-    """True when the active Keras backend can see a GPU."""
-    backend = _backend()
+    backend = keras.backend.backend()
     try:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return bool(tf.config.list_physical_devices("GPU"))
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                return None
+            return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
         if backend == "jax":
             import jax
 
-            return any(d.platform == "gpu" for d in jax.devices())
+            return next((device.device_kind for device in jax.devices() if device.platform == "gpu"), None)
         if backend == "torch":
             import torch
 
-            return torch.cuda.is_available()
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # noqa: BLE001 - a broken driver means no usable GPU
-        return False
-    return False
+        return None
+    return None
 
 
 def device_name():
@@ -201,52 +153,18 @@ def device_name():
 
     Taught in chapter 1 (Semantic segmentation); every chapter's last cell prints it.
     """
-    if has_gpu():
-        return f"GPU: {_gpu_name()}"
-    return f"CPU: {_cpu_name()}, {os.cpu_count()} cores"
-
-
-def _gpu_name():
-    backend = _backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpu = tf.config.list_physical_devices("GPU")[0]
-            return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-        if backend == "jax":
-            import jax
-
-            return next(d.device_kind for d in jax.devices() if d.platform == "gpu")
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
-        pass
-    return "unknown GPU"
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(module):
-    if importlib.util.find_spec(module) is None:
-        return None
-    return getattr(importlib.import_module(module), "__version__", "?")
+    gpu = _gpu_name()
+    if gpu:
+        return f"GPU: {gpu}"
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return f"CPU: {cpu}, {os.cpu_count()} cores"
 
 
 def summary(profile=None):
-    """One line naming profile, backend, device and versions; every chapter prints it first.
-
-    Stored notebook outputs thus say which machine made them.
+    """One line naming profile, backend, device and versions, so stored outputs say what made them.
 
     Taught in chapter 1 (Semantic segmentation); every chapter prints it first.
 
@@ -259,26 +177,27 @@ def summary(profile=None):
     -------
     str
     """
-    if not isinstance(profile, Profile):
-        profile = select_profile(profile)
+    import keras
+
     from unet_tutorial import __version__
 
-    backend = _backend()
-    versions = [f"python {platform.python_version()}", f"keras {_version('keras')}"]
-    versions.append(f"{backend} {_version(backend)}")
-    versions += [f"numpy {_version('numpy')}", f"unet_tutorial {__version__}"]
-    where = "Colab" if in_colab() else ("CI" if in_ci() else "local")
-    return (
-        f"profile={profile.name} | backend={backend} | device={device_name()} | "
-        f"{where} | " + ", ".join(versions)
-    )
+    if not isinstance(profile, Profile):
+        profile = select_profile(profile)
+    backend = keras.backend.backend()
+    versions = [f"python {platform.python_version()}"] + [
+        f"{module} {getattr(importlib.import_module(module), '__version__', '?')}"
+        for module in ("keras", backend, "numpy")
+    ]
+    where = "Colab" if in_colab() else ("CI" if _in_ci() else "local")
+    return (f"profile={profile.name} | backend={backend} | device={device_name()} | {where} | "
+            + ", ".join(versions + [f"unet_tutorial {__version__}"]))
 
 
 def seed_everything(seed=0):
     """Seed Python, NumPy and the Keras backend; return a NumPy ``Generator`` for our own code.
 
-    Same seed, same initial weights, same augmented batches. (GPU kernels can still add
-    small non-determinism.)
+    Same seed, same initial weights, same augmented batches (GPU kernels can still add
+    small non-determinism).
 
     Taught in chapter 2 (Augmentation) and used in every training chapter.
 
@@ -304,17 +223,10 @@ def mount_drive(mountpoint="/content/drive"):
     -------
     pathlib.Path
         ``<mountpoint>/MyDrive``.
-
-    Raises
-    ------
-    RuntimeError
-        Outside Colab, with advice to use a local folder instead.
     """
     if not in_colab():
-        raise RuntimeError(
-            "Google Drive can only be mounted inside Google Colab. Locally, pass a folder to "
-            "checkpoint_dir(root=...) or let it use ./checkpoints."
-        )
+        raise RuntimeError("Google Drive can only be mounted inside Google Colab. Locally, pass a folder to "
+                           "checkpoint_dir(root=...) or let it use ./checkpoints.")
     from google.colab import drive  # type: ignore[import-not-found]
 
     drive.mount(mountpoint)
@@ -324,19 +236,18 @@ def mount_drive(mountpoint="/content/drive"):
 def checkpoint_dir(name, root=None, use_drive=None):
     """A folder for one run's checkpoints, history and predictions; created if missing.
 
-    The first that applies: ``<root>/<name>`` when ``root`` is given;
-    ``$UNET_TUTORIAL_CHECKPOINTS/<name>`` when that variable is set (the notebook
-    runners and nbval set it to a fresh folder, so automated runs never resume from an
-    old run); ``MyDrive/unet_tutorial/<name>`` in Colab with Drive mounted (or
-    ``use_drive=True``), so a disconnected session can resume; else
-    ``./checkpoints/<name>``. Existing files are left alone.
+    The first that applies: ``<root>/<name>``; ``$UNET_TUTORIAL_CHECKPOINTS/<name>`` (the
+    notebook runners set it to a fresh folder, so automated runs never resume an old run);
+    ``MyDrive/unet_tutorial/<name>`` in Colab with Drive mounted (or ``use_drive=True``),
+    so a disconnected session can resume; else ``./checkpoints/<name>``. Existing files
+    are left alone.
 
     Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
     name : str
-        The run's name, e.g. ``"full_unet"``; letters, digits, ``-``, ``_`` and ``.``.
+        The run's name, e.g. ``"full_unet"``: letters, digits, ``-``, ``_`` and ``.``.
     root : str or Path, optional
     use_drive : bool, optional
         Defaults to True when Drive is mounted in Colab.
@@ -344,6 +255,14 @@ def checkpoint_dir(name, root=None, use_drive=None):
     Returns
     -------
     pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> folder = checkpoint_dir("full_unet", root=root)
+    >>> folder.relative_to(root), folder.is_dir()
+    (PosixPath('full_unet'), True)
     """
     if not name or any(not (c.isalnum() or c in "-_.") for c in name) or name in (".", ".."):
         raise ValueError(f"run name {name!r} must be letters, digits, '-', '_' or '.'")
@@ -352,12 +271,9 @@ def checkpoint_dir(name, root=None, use_drive=None):
         root = os.environ["UNET_TUTORIAL_CHECKPOINTS"]
     if use_drive is None:
         use_drive = root is None and in_colab() and drive_root.is_dir()
-    if use_drive:
-        if not drive_root.is_dir():
-            raise RuntimeError("Google Drive is not mounted: call runtime.mount_drive() first.")
-        base = drive_root / "unet_tutorial"
-    else:
-        base = Path(root) if root is not None else Path("checkpoints")
+    if use_drive and not drive_root.is_dir():
+        raise RuntimeError("Google Drive is not mounted: call runtime.mount_drive() first.")
+    base = drive_root / "unet_tutorial" if use_drive else Path(root if root is not None else "checkpoints")
     folder = base / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -371,7 +287,9 @@ class Stopwatch:
     Examples
     --------
     >>> clock = Stopwatch()
-    >>> seconds = clock.elapsed()
+    >>> clock.start -= 192.4  # as if started 192.4 s ago
+    >>> str(clock)
+    '3 min 12 s'
     """
 
     def __init__(self):
@@ -382,6 +300,5 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
     def __str__(self):
-        seconds = self.elapsed()
-        minutes, seconds = divmod(seconds, 60)
+        minutes, seconds = divmod(self.elapsed(), 60)
         return f"{int(minutes)} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
