@@ -64,6 +64,32 @@ def test_valid_input_size_is_smallest_with_enough_output():
         assert _output_by_hand(size - 16, 4) is None or _output_by_hand(size - 16, 4) < want
 
 
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda: models.unet((None, None, 1), depth=3, base_filters=2), (3, "valid")),
+        (lambda: models.unet((None, None, 2), padding="same", depth=2, name="mine"), (2, "same")),
+        (lambda: models.mini_unet((None, None, 1), base_filters=2), (2, "same")),
+        (lambda: models.pretrained_unet((32, 32, 1), weights=None), (5, "same")),
+    ],
+    ids=["unet", "same unet, own name", "mini_unet", "pretrained_unet"],
+)
+def test_depth_and_padding_survive_save_and_load(tmp_path, build, expected):
+    import keras
+
+    model = build()
+    assert models._depth_and_padding(model) == expected
+    model.save(tmp_path / "model.keras")
+    assert models._depth_and_padding(keras.saving.load_model(tmp_path / "model.keras")) == expected
+
+
+def test_depth_and_padding_of_a_model_built_elsewhere_is_none():
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    assert models._depth_and_padding(keras.Model(inputs, keras.layers.Conv2D(1, 3)(inputs))) is None
+
+
 def test_context_and_skip_crops():
     assert models.context(4) == 92 == (572 - 388) // 2
     assert models.context(2) == 20
@@ -88,7 +114,8 @@ def test_valid_unet_receptive_field_is_188_to_204_pixels_and_never_less_than_the
     for layer in net.layers:
         if layer.get_weights():
             kernel, bias = layer.get_weights()
-            layer.set_weights([np.full_like(kernel, 1.0 / (kernel.shape[0] * kernel.shape[1])), np.zeros_like(bias)])
+            mean = np.full_like(kernel, 1.0 / (kernel.shape[0] * kernel.shape[1]))
+            layer.set_weights([mean, np.zeros_like(bias)])
     row = size // 2
     poked = np.zeros((size, size, size, 1), np.float32)  # image k has input pixel (row, k) set
     poked[np.arange(size), row, np.arange(size), 0] = 1e10
@@ -192,7 +219,8 @@ def test_dropout_sits_at_end_of_contracting_path():
     net = models.unet((None, None, 1), depth=3, base_filters=2, dropout=0.5)
     drops = [layer.name for layer in net.layers if layer.__class__.__name__ == "Dropout"]
     assert drops == ["enc3_dropout", "bottleneck_dropout"]
-    assert not any("Dropout" in l.__class__.__name__ for l in models.unet((None, None, 1), depth=2, base_filters=2, dropout=0).layers)
+    plain = models.unet((None, None, 1), depth=2, base_filters=2, dropout=0)
+    assert not any("Dropout" in layer.__class__.__name__ for layer in plain.layers)
 
 
 def test_bad_arguments_are_clear_errors():

@@ -1,17 +1,18 @@
-"""Tests of unet_tutorial.tiling: overlap-tile exactness, tile plans, TTA, memory estimate.
+"""Tests of unet_tutorial.tiling (and probing): overlap-tile exactness, tile plans, TTA.
 
 References are computed independently of the tiling code: ``np.pad`` mirrors the image,
 ``models.nearest_valid_sizes`` gives the one-pass input size, and the model predicts
 the whole padded image at once.
 """
 
+import dataclasses
 import os
 
 import keras
 import numpy as np
 import pytest
 
-from unet_tutorial import models, tiling
+from unet_tutorial import models, probing, tiling
 
 TOLERANCE = 1e-5
 
@@ -99,26 +100,45 @@ def _fits_valid_unet(size, depth):
 
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
-def test_geometry_of_valid_and_same_unets(valid_models, same_models, depth):
-    valid = tiling.model_geometry(valid_models[depth])
-    assert (valid.mode, valid.context, valid.alignment) == ("valid", models.context(depth), 2**depth)
-    assert valid.sizes[0] == models.valid_input_size(1, depth)
-    assert [s for s in range(1, 400) if valid.fits(s)] == [s for s in range(1, 400) if _fits_valid_unet(s, depth)]
-    same = tiling.model_geometry(same_models[depth])
-    assert (same.mode, same.context, same.alignment) == ("same", 0, 2**depth)
-    assert [s for s in range(1, 100) if same.fits(s)] == list(range(2**depth, 100, 2**depth))
+def test_book_unets_carry_the_geometry_that_probing_measures(valid_models, same_models, depth):
+    valid = tiling._geometry(valid_models[depth])
+    assert (valid.context, valid.grid, valid.margin) == (models.context(depth), 2**depth, 0)
+    fits = [s for s in range(1, 400) if tiling._smallest_fit(valid, s) == s]
+    assert fits == [s for s in range(1, 400) if _fits_valid_unet(s, depth)]
+    assert probing.geometry(valid_models[depth]) == valid
+    same = tiling._geometry(same_models[depth])
+    assert (same.context, same.grid, same.smallest) == (0, 2**depth, 2**depth)
+    assert same.margin == {2: 24, 3: 48, 4: 96}[depth]
+    assert probing.geometry(same_models[depth]) == same
 
 
-def test_geometry_of_fixed_size_and_multichannel_models():
-    geometry = tiling.model_geometry(models.unet((140, 140, 3), n_classes=4, depth=3, base_filters=2))
-    assert (geometry.mode, geometry.context, geometry.fixed_size) == ("valid", 44, (140, 140))
-    assert (geometry.in_channels, geometry.out_channels) == (3, 4)
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: models.unet((140, 140, 3), n_classes=4, depth=3, base_filters=2),
+        lambda: models.mini_unet((32, 32, 1), base_filters=2),
+        lambda: models.mini_unet((None, None, 2), base_filters=2),
+        lambda: models.pretrained_unet((64, 64, 1), weights=None),
+    ],
+    ids=["fixed valid", "fixed mini", "mini", "pretrained"],
+)
+def test_geometry_of_other_book_models_agrees_with_probing(build):
+    model = build()
+    read, measured = tiling._geometry(model), probing.geometry(model)
+    if read.fixed_size:  # a model of one size takes no other: its smallest side is not used
+        measured = dataclasses.replace(measured, smallest=read.smallest)
+    assert read == measured
 
 
-def test_geometry_rejects_models_that_are_not_image_to_image():
+def test_geometry_of_a_fixed_size_multichannel_model():
+    geometry = tiling._geometry(models.unet((140, 140, 3), n_classes=4, depth=3, base_filters=2))
+    assert (geometry.context, geometry.fixed_size, geometry.channels) == (44, (140, 140), 3)
+
+
+def test_models_that_are_not_image_to_image_get_a_clear_error():
     dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(TypeError, match="height, width, channels"):
-        tiling.model_geometry(dense)
+        tiling.plan_tiles(dense, (10, 10))
 
 
 def _check_covering(tiles, length, output, alignment):
@@ -130,7 +150,9 @@ def _check_covering(tiles, length, output, alignment):
     assert kept.min() >= 1, "every pixel must be predicted"
 
 
-@pytest.mark.parametrize("length, tile", [(300, 380), (437, 380), (512, 572), (2000, 572), (50, 204), (190, 220)])
+@pytest.mark.parametrize(
+    "length, tile", [(300, 380), (437, 380), (512, 572), (2000, 572), (50, 204), (190, 220)]
+)
 def test_valid_plans_cover_the_image_on_the_pooling_grid(valid_models, length, tile):
     plan = tiling.plan_tiles(valid_models[4], (length, 7), tile_size=(tile, 572))
     _check_covering(plan.row_tiles, length, tile - 184, 16)
@@ -171,8 +193,6 @@ def test_bad_tile_sizes_name_the_nearest_valid_ones(valid_models):
     fixed = models.unet((92, 92, 1), depth=3, base_filters=2)
     with pytest.raises(ValueError, match=r"\(92, 92\) inputs only"):
         tiling.plan_tiles(fixed, (50, 50), tile_size=100)
-    with pytest.raises(ValueError, match="mode='same' but the model is a 'valid'"):
-        tiling.plan_tiles(valid_models[2], (50, 50), mode="same")
 
 
 # ---- exactness ---------------------------------------------------------------------------
@@ -204,7 +224,8 @@ def test_valid_tiling_equals_one_pass_over_the_mirrored_image(valid_models, dept
 def test_reflect_mirroring_and_default_tiles_are_exact(valid_models):
     image = _image((200, 333), seed=5)
     tiled = tiling.predict_tiled(valid_models[3], image, pad_mode="reflect")
-    np.testing.assert_allclose(tiled, one_pass_valid(valid_models[3], image, 3, "reflect"), atol=TOLERANCE, rtol=0)
+    reference = one_pass_valid(valid_models[3], image, 3, "reflect")
+    np.testing.assert_allclose(tiled, reference, atol=TOLERANCE, rtol=0)
 
 
 def test_batch_size_does_not_change_the_result(valid_models):
@@ -215,15 +236,19 @@ def test_batch_size_does_not_change_the_result(valid_models):
 
 
 @pytest.mark.parametrize("depth, tile", [(2, 64), (3, 128), (4, 256)])
-def test_same_tiling_with_default_margin_equals_one_pass(same_models, depth, tile):
+def test_same_tiling_with_default_margin_equals_one_pass(same_models, depth, tile, monkeypatch):
     """The default margin (24, 48, 96 px) covers the receptive field's reach exactly."""
     model, image = same_models[depth], _image((300, 330), seed=depth)
     plan = tiling.plan_tiles(model, image.shape, tile_size=tile)
     assert plan.n_tiles >= 4 and plan.margin == {2: 24, 3: 48, 4: 96}[depth]
     reference = one_pass_same(model, image, depth)
-    np.testing.assert_allclose(tiling.predict_tiled(model, image, tile_size=tile), reference, atol=TOLERANCE, rtol=0)
+    tiled = tiling.predict_tiled(model, image, tile_size=tile)
+    np.testing.assert_allclose(tiled, reference, atol=TOLERANCE, rtol=0)
     # one pooling cell less margin leaves seams
-    smaller = tiling.predict_tiled(model, image, tile_size=tile, margin=plan.margin - 2**depth)
+    geometry = tiling._geometry(model)
+    less = dataclasses.replace(geometry, margin=geometry.margin - 2**depth)
+    monkeypatch.setattr(tiling, "_geometry", lambda model: less)
+    smaller = tiling.predict_tiled(model, image, tile_size=tile)
     # (how large the seam is depends on the random weights, which differ between backends)
     assert np.abs(smaller - reference).max() > 10 * TOLERANCE
 
@@ -245,11 +270,13 @@ def test_image_smaller_than_the_fixed_tile_of_a_model():
     np.testing.assert_allclose(tiled, _predict_whole(model, padded)[:13, :29, 0], atol=TOLERANCE, rtol=0)
 
 
-def test_uint8_is_scaled_to_unit_range(valid_models):
-    image = (np.random.default_rng(9).random((60, 70)) * 255).astype(np.uint8)
-    as_uint8 = tiling.predict_tiled(valid_models[2], image)
-    as_float = tiling.predict_tiled(valid_models[2], image.astype(np.float32) / 255)
-    np.testing.assert_allclose(as_uint8, as_float, atol=1e-6, rtol=0)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_images_are_scaled_to_unit_range(valid_models, dtype):
+    top = np.iinfo(dtype).max
+    image = (np.random.default_rng(9).random((60, 70)) * top).astype(dtype)
+    as_int = tiling.predict_tiled(valid_models[2], image)
+    as_float = tiling.predict_tiled(valid_models[2], image.astype(np.float32) / top)
+    np.testing.assert_allclose(as_int, as_float, atol=1e-6, rtol=0)
     assert np.abs(tiling.predict_tiled(valid_models[2], image.astype(np.float32)) - as_float).max() > 1e-3
 
 
@@ -260,7 +287,7 @@ def test_uint8_is_scaled_to_unit_range(valid_models):
         (np.zeros((2, 40, 40, 1), np.float32), ValueError, "one image at a time"),
         (np.zeros((0, 40), np.float32), ValueError, "empty"),
         (np.zeros(40, np.float32), ValueError, r"\(H, W\) or \(H, W, C\)"),
-        (np.zeros((40, 40), np.int16), TypeError, "uint8"),
+        (np.zeros((40, 40), np.complex64), TypeError, "to_float expects"),
     ],
 )
 def test_bad_images_get_clear_errors(valid_models, image, error, match):
@@ -274,7 +301,7 @@ def test_bad_arguments_get_clear_errors(valid_models):
         tiling.predict_tiled(valid_models[2], image, batch_size=0)
     with pytest.raises(ValueError, match="pad_mode"):
         tiling.predict_tiled(valid_models[2], image, pad_mode="edge")
-    with pytest.raises(TypeError, match="tile_size"):
+    with pytest.raises(ValueError, match="tile_size"):
         tiling.predict_tiled(valid_models[2], image, tile_size=96.0)
 
 
@@ -284,7 +311,8 @@ def test_bad_arguments_get_clear_errors(valid_models):
 def _pointwise_model():
     """A 1x1 convolution: no context, and equivariant under flips and rotations."""
     inputs = keras.Input((None, None, 1))
-    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(3.0))
+    weight = keras.initializers.Constant(3.0)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=weight)
     return keras.Model(inputs, conv(inputs))
 
 
@@ -302,7 +330,9 @@ def test_naive_tiling_is_exact_without_context_and_seamy_with_it(valid_models):
     # one block, mirrored on its own, is exactly the overlap-tile prediction
     small = image[:30, :33]
     np.testing.assert_allclose(
-        tiling.naive_tiled(model, small, 76, pad_mode="symmetric"), tiling.predict_tiled(model, small, 76), atol=1e-6
+        tiling.naive_tiled(model, small, 76, pad_mode="symmetric"),
+        tiling.predict_tiled(model, small, 76),
+        atol=1e-6,
     )
 
 
@@ -349,46 +379,6 @@ def test_tta_is_the_mean_of_the_eight_mapped_back_predictions(valid_models):
     assert np.abs(tta - tiling.predict_tiled(model, image)).max() > 1e-3
 
 
-# ---- memory estimate ------------------------------------------------------------------------
-
-
-def test_activation_memory_of_one_convolution_by_hand():
-    inputs = keras.Input((8, 8, 1))
-    model = keras.Model(inputs, keras.layers.Conv2D(3, 3)(inputs))  # 6 x 6 x 3 out, 3*9+3 weights
-    estimate = tiling.activation_memory(model, 8, batch_size=2)
-    assert estimate["activation_elements"] == 108 and estimate["parameters"] == 30
-    assert estimate["activation_bytes"] == 108 * 2 * 4 * 2
-    assert estimate["parameter_bytes"] == 30 * 4 * 4
-    assert estimate["total_bytes"] == 1728 + 480
-    inference = tiling.activation_memory(model, 8, batch_size=2, dtype_bytes=2, training=False)
-    assert (inference["activation_bytes"], inference["parameter_bytes"]) == (108 * 2 * 2, 30 * 4)
-
-
-def test_activation_memory_rebuilds_a_model_for_the_tile_size():
-    inputs = keras.Input((None, None, 2))
-    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
-    model = keras.Model(inputs, keras.layers.MaxPooling2D(2)(x))
-    estimate = tiling.activation_memory(model, (10, 12), batch_size=1, training=False)
-    assert estimate["activation_elements"] == 10 * 12 * 4 + 5 * 6 * 4
-    assert estimate["parameters"] == 2 * 9 * 4 + 4
-
-
-def test_activation_memory_of_the_papers_unet():
-    one = tiling.activation_memory({"base_filters": 64}, 572, batch_size=1)
-    four = tiling.activation_memory({"base_filters": 64}, 572, batch_size=4)
-    assert one["parameters"] == 31_030_593
-    assert four["activation_bytes"] == 4 * one["activation_bytes"]
-    # the first level alone holds 2 convolutions x (conv + ReLU) maps of 64 x ~570^2
-    assert one["activation_elements"] > 4 * 64 * 568**2
-
-
-def test_activation_memory_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="batch_size"):
-        tiling.activation_memory({"base_filters": 2, "depth": 2}, 44, batch_size=0)
-    with pytest.raises(ValueError, match="dtype_bytes"):
-        tiling.activation_memory({"base_filters": 2, "depth": 2}, 44, batch_size=1, dtype_bytes=3)
-
-
 # ---- real data ------------------------------------------------------------------------------
 
 
@@ -415,3 +405,12 @@ def test_mirror_window_equals_a_window_of_np_pad(pad_mode):
         tiling.mirror_window(image, 0, 0, -1, 3)
     with pytest.raises(ValueError, match="non-empty"):
         tiling.mirror_window(np.zeros((0, 3)), 0, 0, 1, 1)
+
+
+def test_center_crop_keeps_further_axes_and_explains_odd_margins():
+    image = np.arange(6 * 8 * 2).reshape(6, 8, 2)
+    np.testing.assert_array_equal(tiling.center_crop(image, (2, 4)), image[2:4, 2:6])
+    with pytest.raises(ValueError, match="even number"):
+        tiling.center_crop(image, (3, 4))
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        tiling.center_crop(image, 0)

@@ -8,6 +8,8 @@ run on the TensorFlow, JAX and PyTorch backends.
 
 from __future__ import annotations
 
+import socket
+
 import keras
 from keras import layers
 
@@ -62,6 +64,15 @@ def output_size(input_size, depth=4, padding="valid"):
     ------
     ValueError
         If the size does not fit the network; the message names the nearest valid sizes.
+
+    Examples
+    --------
+    >>> output_size(572)
+    388
+    >>> output_size(124, depth=3)
+    36
+    >>> output_size(512, padding="same")
+    512
     """
     check_input_size(input_size, depth, padding)
     return _valid_output(input_size, depth) if padding == "valid" else int(input_size)
@@ -100,6 +111,13 @@ def nearest_valid_sizes(input_size, depth=4, padding="valid"):
     tuple of (int or None, int)
         ``(below, above)``; ``below`` is None when no smaller size fits.
         If ``input_size`` itself fits, both are ``input_size``.
+
+    Examples
+    --------
+    >>> nearest_valid_sizes(570)
+    (556, 572)
+    >>> nearest_valid_sizes(40)
+    (None, 188)
     """
     _check_depth(depth)
     _check_padding(padding)
@@ -170,6 +188,11 @@ def context(depth=4):
 
     It does not depend on the input size, which is what makes overlap-tile work.
     Taught in chapter 4 (The full U-Net); chapter 6 (Overlap-tile on Colab GPUs) builds on it.
+
+    Examples
+    --------
+    >>> context(4), context(2)
+    (92, 20)
     """
     _check_depth(depth)
     size = valid_input_size(1, depth)
@@ -184,12 +207,36 @@ def skip_crops(depth=4):
     going up (88, 40, 16, 4 at depth 4, as in the paper's 568 -> 392 crop).
 
     Taught in chapter 4 (The full U-Net).
+
+    Examples
+    --------
+    >>> skip_crops(4)
+    [88, 40, 16, 4]
     """
     _check_depth(depth)
     crops = [4]
     for _ in range(depth - 1):
         crops.append(2 * crops[-1] + 8)
     return crops[::-1]
+
+
+def _depth_and_padding(model):
+    """``(depth, padding)`` of a U-Net built by this module, read from its layer names; else None.
+
+    The names survive ``model.save`` and ``keras.saving.load_model``: ``enc1_conv1`` carries
+    the padding and there is one ``enc{k}_pool`` per level; the pretrained encoder
+    (``mobilenet_v2_features``) halves the size 5 times, with 'same' padding.
+    :mod:`unet_tutorial.tiling` derives the context and pooling grid from them.
+    """
+    names = {layer.name for layer in model.layers}
+    if "mobilenet_v2_features" in names:
+        return 5, "same"
+    if "enc1_conv1" not in names:
+        return None
+    depth = 0
+    while f"enc{depth + 1}_pool" in names:
+        depth += 1
+    return depth, model.get_layer("enc1_conv1").padding
 
 
 def _check_padding(padding):
@@ -437,6 +484,7 @@ def pretrained_unet(
     backbone="mobilenet_v2",
     weights="imagenet",
     freeze_encoder=True,
+    download_timeout=60,
     seed=None,
 ):
     """A U-Net whose contracting path is a ``keras.applications`` network.
@@ -458,6 +506,8 @@ def pretrained_unet(
         None starts from random weights and works offline.
     freeze_encoder : bool
         Keep the encoder's weights fixed (train only the decoder at first).
+    download_timeout : float
+        Seconds to wait for the weights server before giving up.
     seed : int, optional
         Same seed, same initial decoder weights. The encoder's weights come from
         ImageNet, or with ``weights=None`` from Keras' global seed
@@ -485,7 +535,7 @@ def pretrained_unet(
     if channels not in (1, 3):
         raise ValueError(f"input must have 1 or 3 channels, got {channels}")
 
-    encoder = _mobilenet_v2((height, width, 3), weights)
+    encoder = _mobilenet_v2((height, width, 3), weights, download_timeout)
     feature_model = keras.Model(
         encoder.input,
         [encoder.get_layer(n).output for n in (*_MOBILENET_V2_SKIPS, _MOBILENET_V2_BOTTOM)],
@@ -510,8 +560,9 @@ def pretrained_unet(
     return keras.Model(inputs, _classifier(x, n_classes, seeds), name=f"unet_{backbone}")
 
 
-def _mobilenet_v2(input_shape, weights):
-    """``keras.applications.MobileNetV2`` without its top; a failed download says how to work offline."""
+def _mobilenet_v2(input_shape, weights, timeout):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # an offline machine should fail fast, not hang
     try:
         return keras.applications.MobileNetV2(input_shape=input_shape, include_top=False, weights=weights)
     except Exception as error:  # noqa: BLE001 - any fetch failure gets the same advice
@@ -523,3 +574,5 @@ def _mobilenet_v2(input_shape, weights):
             "cached in ~/.keras/models), copy that cached file onto this machine, or build the "
             "model with weights=None to train from scratch offline."
         ) from error
+    finally:
+        socket.setdefaulttimeout(previous)
