@@ -53,7 +53,7 @@ def state(run_dir):
 
 
 def subcommands():
-    parser = cli.build_parser()
+    parser = cli._build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices
 

@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["main"]
 
 _EPILOG = "Defaults marked 'profile' come from --profile (see unet_tutorial.runtime.PROFILES)."
 
@@ -169,7 +169,7 @@ def _add_evaluate_parser(subparsers):
     parser.set_defaults(handler=_evaluate)
 
 
-def build_parser():
+def _build_parser():
     """The ``argparse`` parser of ``python -m unet_tutorial``."""
     parser = argparse.ArgumentParser(
         prog="python -m unet_tutorial", formatter_class=_Formatter,
@@ -416,7 +416,7 @@ def main(argv=None):
     Returns 0 on success and 1 after an error, whose message is printed without a
     traceback (``--traceback`` shows it).
     """
-    args = build_parser().parse_args(argv)
+    args = _build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as error:

@@ -75,6 +75,19 @@ def _monitor_mode(monitor, mode=None):
     return mode
 
 
+def _better(value, best, mode):
+    """True when ``value`` beats ``best`` (None: no best yet); NaN never does.
+
+    Examples
+    --------
+    >>> _better(0.8, 0.7, "max"), _better(0.8, 0.7, "min"), _better(float("nan"), None, "max")
+    (True, False, False)
+    """
+    if not math.isfinite(value):
+        return False
+    return best is None or (value > best if mode == "max" else value < best)
+
+
 # --------------------------------------------------------------------------------------
 # The two callbacks train() adds
 # --------------------------------------------------------------------------------------
@@ -97,8 +110,7 @@ class _RunCheckpoints(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         files.write_atomically(self.run_dir / LAST, self.model.save)
         value = float(logs.get(self.monitor, math.nan))
-        if math.isfinite(value) and (self.best is None or (value > self.best if self.mode == "max"
-                                                           else value < self.best)):
+        if _better(value, self.best, self.mode):
             files.write_atomically(self.run_dir / BEST, self.model.save)
             self.best, self.best_epoch = value, epoch + 1
         if self.monitor not in logs and not self._warned:
