@@ -40,9 +40,10 @@ _SAME_TILE = 512
 
 def _pair(size, name):
     """``n`` or ``(h, w)`` as a pair of positive ints; ``name`` goes into the error message."""
-    size = (size, size) if isinstance(size, numbers.Integral) else size
-    if not (isinstance(size, (tuple, list)) and len(size) == 2) or not all(
-            isinstance(v, numbers.Integral) and v >= 1 for v in size):
+    if isinstance(size, numbers.Integral):
+        size = (size, size)
+    pair = isinstance(size, (tuple, list)) and len(size) == 2
+    if not pair or not all(isinstance(v, numbers.Integral) and v >= 1 for v in size):
         raise ValueError(f"{name} must be a positive int or a (height, width) pair of them, got {size!r}.")
     return int(size[0]), int(size[1])
 
