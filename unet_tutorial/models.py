@@ -8,8 +8,6 @@ run on the TensorFlow, JAX and PyTorch backends.
 
 from __future__ import annotations
 
-import socket
-
 import keras
 from keras import layers
 
@@ -484,7 +482,6 @@ def pretrained_unet(
     backbone="mobilenet_v2",
     weights="imagenet",
     freeze_encoder=True,
-    download_timeout=60,
     seed=None,
 ):
     """A U-Net whose contracting path is a ``keras.applications`` network.
@@ -506,8 +503,6 @@ def pretrained_unet(
         None starts from random weights and works offline.
     freeze_encoder : bool
         Keep the encoder's weights fixed (train only the decoder at first).
-    download_timeout : float
-        Seconds to wait for the weights server before giving up.
     seed : int, optional
         Same seed, same initial decoder weights. The encoder's weights come from
         ImageNet, or with ``weights=None`` from Keras' global seed
@@ -535,7 +530,7 @@ def pretrained_unet(
     if channels not in (1, 3):
         raise ValueError(f"input must have 1 or 3 channels, got {channels}")
 
-    encoder = _mobilenet_v2((height, width, 3), weights, download_timeout)
+    encoder = _mobilenet_v2((height, width, 3), weights)
     feature_model = keras.Model(
         encoder.input,
         [encoder.get_layer(n).output for n in (*_MOBILENET_V2_SKIPS, _MOBILENET_V2_BOTTOM)],
@@ -560,9 +555,8 @@ def pretrained_unet(
     return keras.Model(inputs, _classifier(x, n_classes, seeds), name=f"unet_{backbone}")
 
 
-def _mobilenet_v2(input_shape, weights, timeout):
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # an offline machine should fail fast, not hang
+def _mobilenet_v2(input_shape, weights):
+    """``keras.applications.MobileNetV2`` without its top; a failed download says how to work offline."""
     try:
         return keras.applications.MobileNetV2(input_shape=input_shape, include_top=False, weights=weights)
     except Exception as error:  # noqa: BLE001 - any fetch failure gets the same advice
@@ -574,5 +568,3 @@ def _mobilenet_v2(input_shape, weights, timeout):
             "cached in ~/.keras/models), copy that cached file onto this machine, or build the "
             "model with weights=None to train from scratch offline."
         ) from error
-    finally:
-        socket.setdefaulttimeout(previous)
