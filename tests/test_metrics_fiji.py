@@ -55,20 +55,15 @@ the synthetic fallback:
 * nothing predicted: ``isbi_scores`` equals Fiji (1e-9), one basin, V_Info 0;
 * given the same thinned labels, ``challenge.segmentation_scores`` matches Fiji's
   contingency-table formulas to 1e-12;
-* per threshold the scores differ by up to 2.6e-3 (V_Rand) and 2.5e-3 (V_Info)
-  (synthetic: 2.2e-3 and 2.4e-3), bounded by ``CURVE_TOLERANCE``. The cause is the
-  thinning alone: the package uses scikit-image's watershed (``watershed_line=True``),
-  Fiji the flooding ported below, and the two draw the one-pixel dividing lines in
-  different places (across some gaps of even width they lie one pixel apart: for the
-  row ``CC....CC`` scikit-image's line is at x = 3, Fiji's at x = 4, see
-  ``test_port_thinning_tie_break_on_even_gaps``; scikit-image also leaves more line
-  pixels, and where four cells meet it can give the meeting pixel to a cell). On full
-  512 x 512 slices of real U-Net maps the per-threshold gap was larger still, up to
-  7e-3 (V_Rand) and 1e-2 (V_Info), at thresholds far from the best;
-* the best scores agree within 1e-3 on the blurred, noisy and split maps (and within
-  4.4e-4 on 15 real U-Net maps of slice 25), but not on the merged and
-  confident-merge maps: 1.4e-3 to 1.6e-3 there (``KNOWN_BEST_SCORE_GAPS``, marked as
-  expected failures, strict, so they turn red once the package matches Fiji).
+* ``challenge.thinned_cell_labels`` draws the dividing lines exactly where the port of
+  Fiji's flooding does (the same partition, pixel for pixel), on every map and threshold;
+* so the score curves and the best scores agree to rounding (``TOLERANCE``), on the
+  blurred, noisy, merged, split, confident-merge and all-zero maps.
+
+(An earlier version of the package thinned with scikit-image's watershed, which draws
+the one-pixel lines elsewhere across gaps of even width and where four cells meet: per
+threshold the scores then differed by up to 2.6e-3, the best scores of the merged and
+confident-merge maps by 1.4e-3 to 1.6e-3.)
 """
 
 import math
@@ -84,14 +79,9 @@ from scipy import ndimage
 from unet_tutorial import challenge
 from unet_tutorial.synthetic import synthetic_membranes
 
-#: Largest allowed difference of the best V_Rand / V_Info (the reported scores).
-MAX_TOLERANCE = 1e-3
-#: Largest allowed difference per threshold. Measured maxima over the cases below:
-#: 2.6e-3 (V_Rand) and 2.5e-3 (V_Info) on the ISBI crops, 2.2e-3 / 2.4e-3 on the
-#: synthetic fallback; the bound leaves some room for other library versions.
-CURVE_TOLERANCE = 5e-3
-#: Cases whose best scores differ from Fiji's by more than MAX_TOLERANCE (which one).
-KNOWN_BEST_SCORE_GAPS = {"merged": "V_Rand or V_Info", "confident_merge": "V_Rand"}
+#: Largest allowed difference of any score: the same thinning leaves only the rounding of
+#: sums taken in another order (the issue asked for 1e-3).
+TOLERANCE = 1e-12
 
 # Label values of WatershedTransform2D.
 MASK = -2
@@ -407,7 +397,8 @@ def fiji_isbi_scores(prob_stack, label_stack, thresholds=None):
             info = fiji_vinfo_fscore(truth, thinned)
             rand_sum += rand["fscore"]
             info_sum += info
-            per_slice.append({"truth": truth, "thinned": thinned, "rand": rand, "info": info})
+            per_slice.append({"truth": truth, "thinned": thinned, "rand": rand, "info": info,
+                              "cells": binary_proposal == 0})
         rand_curve.append(rand_sum / n_slices)
         info_curve.append(info_sum / n_slices)
         details.append(per_slice)
@@ -646,38 +637,39 @@ def test_default_thresholds_are_fijis():
     assert len(challenge.DEFAULT_THRESHOLDS) == 11
 
 
-def _known_gap(case):
-    """Parameter for a case whose best scores differ from Fiji's by more than 1e-3."""
-    reason = (
-        f"{case}: the best {KNOWN_BEST_SCORE_GAPS[case]} of isbi_scores differs from Fiji's "
-        "by 1.4e-3 to 1.6e-3, because scikit-image's watershed draws the dividing lines "
-        "elsewhere than Fiji's flooding (module docstring)"
-    )
-    return pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-@pytest.mark.parametrize(
-    "case", [_known_gap(case) if case in KNOWN_BEST_SCORE_GAPS else case for case in CASES]
-)
+@pytest.mark.parametrize("case", CASES)
 def test_best_scores_agree_with_fiji(case):
     port, package = scored(case)
-    tolerance = 1e-9 if case == "zeros" else MAX_TOLERANCE
-    assert abs(package["v_rand"] - port["v_rand"]) <= tolerance, (package["v_rand"], port["v_rand"])
-    assert abs(package["v_info"] - port["v_info"]) <= tolerance, (package["v_info"], port["v_info"])
+    assert abs(package["v_rand"] - port["v_rand"]) <= TOLERANCE, (package["v_rand"], port["v_rand"])
+    assert abs(package["v_info"] - port["v_info"]) <= TOLERANCE, (package["v_info"], port["v_info"])
+    assert package["threshold"] == port["thresholds"][port["best_rand"]]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_score_curves_agree_with_fiji_up_to_the_thinning(case):
-    # |max f - max g| <= max |f - g|, so this bounds the best scores of every case too
+def test_score_curves_agree_with_fiji(case):
     port, package = scored(case)
     np.testing.assert_array_equal(package["thresholds"], port["thresholds"])
-    rand_gap = np.abs(np.asarray(package["v_rand_curve"]) - port["v_rand_curve"])
-    info_gap = np.abs(np.asarray(package["v_info_curve"]) - port["v_info_curve"])
-    assert rand_gap.max() <= CURVE_TOLERANCE, rand_gap
-    assert info_gap.max() <= CURVE_TOLERANCE, info_gap
-    if case == "zeros":  # one basin, no dividing line: nothing left to differ
-        assert rand_gap.max() <= 1e-9 and info_gap.max() <= 1e-9
+    np.testing.assert_allclose(package["v_rand_curve"], port["v_rand_curve"], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(package["v_info_curve"], port["v_info_curve"], rtol=0, atol=TOLERANCE)
+    if case == "zeros":  # one basin, no dividing line
         assert package["v_info"] == 0.0 and port["v_info"] == 0.0
+
+
+def same_partition(a, b):
+    """Equal line pixels (0), and a one-to-one match between the other labels."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_thinning_draws_fijis_lines(case):
+    port, _ = scored(case)
+    for threshold, per_slice in zip(port["thresholds"], port["slices"]):
+        for entry in per_slice:
+            ours = challenge.thinned_cell_labels(entry["cells"])
+            assert same_partition(ours, entry["thinned"]), (case, threshold)
 
 
 def test_test_maps_exercise_what_they_claim():
