@@ -59,6 +59,13 @@ class SegmentationDataset(keras.utils.PyDataset):
         (B, out, out). Default: True if the masks hold only {0, 1} or only {0, 255}.
     workers : int
         Threads that prepare batches (``keras.utils.PyDataset``).
+
+    Examples
+    --------
+    >>> images, masks = np.zeros((2, 8, 8), np.uint8), np.ones((2, 8, 8), np.uint8)
+    >>> x, y = SegmentationDataset(images, masks, input_size=8, output_size=4, batch_size=3)[0]
+    >>> x.shape, y.shape
+    ((3, 8, 8, 1), (3, 4, 4, 1))
     """
 
     def __init__(self, images, masks, input_size, output_size=None, weights=None, batch_size=1,
