@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import sys
 import time
@@ -67,7 +68,12 @@ def execute(path, timeout, kernel_name="python3"):
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(Path(path).parent)}},
     )
-    client.execute()
+    try:
+        client.execute()
+    finally:  # the run's checkpoints served only this run
+        shutil.rmtree(fresh, ignore_errors=True)
+        if not any((parent / "checkpoints").iterdir()):
+            (parent / "checkpoints").rmdir()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 

@@ -104,7 +104,9 @@ def mirror_window(image, top, left, height, width, pad_mode="symmetric"):
     """Cut the ``height`` x ``width`` window at (``top``, ``left``) of the endlessly mirrored image.
 
     The window may reach beyond the image by any amount; only the window is built.
-    Training crops use it (:func:`unet_tutorial.augment.mirror_crop`).
+    Training crops use it (:class:`unet_tutorial.dataset.SegmentationDataset`).
+
+    Taught in chapter 2 (Augmentation).
 
     Parameters
     ----------
