@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: book test test-unit test-backend notebooks benchmarks results clean-book help
+.PHONY: book test test-unit test-backend test-colab notebooks benchmarks results clean-book help
 
 help:
 	@echo "make book        build the site into _build/html (stored outputs; no GPU, no data needed)"
 	@echo "make test        unit tests + nbval over every notebook (smoke profile)"
 	@echo "make test-unit   unit tests only"
 	@echo "make test-backend BACKEND=jax   unit tests on another Keras backend (jax or torch), in .venv-BACKEND"
+	@echo "make test-colab  unit tests + nbval on Google Colab's Python and versions (requirements-colab.txt), in .venv-colab"
 	@echo "make notebooks PROFILE=cpu   re-run every notebook and store its outputs"
 	@echo "make benchmarks  print the speed figures of benchmarks/"
 	@echo "make results PROFILE=cpu   train every recipe variant (hours) and print the results table"
@@ -66,6 +67,52 @@ $(BACKEND_STAMP): requirements.txt pyproject.toml
 test-backend: $(BACKEND_STAMP)
 	KERAS_BACKEND=$(BACKEND) MPLBACKEND=Agg $(BACKEND_VENV)/bin/python -m pytest tests -p no:cacheprovider -ra \
 		--ignore=tests/test_book.py
+
+# Google Colab's stack: Python 3.13 and the versions of requirements-colab.txt (copied from
+# googlecolab/backend-info) in .venv-colab, kept until that file changes. The package goes in
+# the way the chapters' install cell puts it there, `pip install "git+<repository>"` without
+# the [tensorflow] extra, so pip keeps Colab's TensorFlow and upgrades Colab's Keras to what
+# pyproject.toml asks for. The repository is this one, so what is tested is the committed HEAD,
+# not the working tree: its package, and its tests and notebooks (exported to .venv-colab/head),
+# so that the three match. A new commit replaces the package (same version number, hence
+# --force-reinstall --no-deps), then the install cell's command adds what the new commit needs.
+COLAB_PYTHON ?= $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin/python
+COLAB_VENV := .venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_STAMP := $(COLAB_VENV)/.installed
+COLAB_COMMIT := $(COLAB_VENV)/.package-commit
+COLAB_TREE := $(COLAB_VENV)/head
+COLAB_PACKAGE = unet-tutorial @ git+file://$(CURDIR)@$$head
+
+$(COLAB_STAMP): requirements-colab.txt
+	@test -x "$(COLAB_PYTHON)" || { echo "Python 3.13 not found at $(COLAB_PYTHON): install it with pyenv or set COLAB_PYTHON"; exit 2; }
+	rm -rf $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet -r requirements-colab.txt nbval nbclient pytest
+	touch $(COLAB_STAMP)
+
+# Run with bin/pytest, not python -m pytest, so that the tests import the installed package.
+test-colab: $(COLAB_STAMP)
+	@head=$$(git rev-parse HEAD); \
+	if [ "$$(cat $(COLAB_COMMIT) 2>/dev/null)" != "$$head" ]; then \
+		echo "Installing unet-tutorial from commit $$head as the chapters' install cell does"; \
+		if [ -f $(COLAB_COMMIT) ]; then \
+			$(COLAB_PY) -m pip install --quiet --force-reinstall --no-deps "$(COLAB_PACKAGE)" || exit 1; \
+		fi; \
+		$(COLAB_PY) -m pip install --quiet "$(COLAB_PACKAGE)" || exit 1; \
+		echo "$$head" > $(COLAB_COMMIT); \
+	fi; \
+	if [ -n "$$(git status --porcelain --untracked-files=no)" ]; then \
+		echo "NOTE: the working tree has uncommitted changes; they are not tested (this tests commit $$head)."; \
+	fi; \
+	rm -rf $(COLAB_TREE) && mkdir -p $(COLAB_TREE) && git archive "$$head" | tar -x -C $(COLAB_TREE)
+	TF_CPP_MIN_LOG_LEVEL=3 $(COLAB_PY) tools/colab_stack.py
+	cd $(COLAB_TREE) && UNET_TUTORIAL_PROFILE=smoke MPLBACKEND=Agg ../bin/pytest tests notebooks \
+		--nbval-lax --nbval-current-env -p no:cacheprovider -ra; \
+	status=$$?; \
+	if [ $$status -eq 5 ]; then echo "ERROR: pytest collected no tests; nothing was checked."; fi; \
+	exit $$status
 
 notebooks: $(STAMP)
 	$(PY) tools/run_notebooks.py --profile $(PROFILE)
