@@ -296,7 +296,8 @@ def test_every_glossary_term_used_is_defined():
 
 def _taught_in(docstring):
     """Chapter numbers named by a docstring's 'Taught in chapter N ...' sentence."""
-    match = re.search(r"Taught in (chapters? .*?)(?:\.\s|\.$|$)", " ".join(docstring.split()))
+    # "Taught in" for what a chapter teaches, "Used in" for tooling the chapters call
+    match = re.search(r"(?:Taught|Used) in (chapters? .*?)(?:\.\s|\.$|$)", " ".join(docstring.split()))
     return {int(n) for n in re.findall(r"chapter (\d+)", match.group(1))} if match else set()
 
 
@@ -318,6 +319,7 @@ def test_taught_in_parser():
     assert _taught_in("Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 6\n    (Overlap-tile).") == {4, 6}
     assert _taught_in("Taught in chapter 2 (Augmentation). Chapter 6 uses it too.") == {2}
     assert _taught_in("No chapter here.") == set()
+    assert _taught_in("Tooling.\n\n    Used in chapter 1 (Semantic segmentation).") == {1}
 
 
 def test_docstrings_name_a_chapter_that_uses_the_function():

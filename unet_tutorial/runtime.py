@@ -1,12 +1,12 @@
-"""Runtime profiles, the summary line every chapter prints, seeding, and a run folder on Drive.
+"""Tooling: the chapters' runtime: profiles, the summary line, seeding, run folders on Drive.
 
-One notebook serves three machines: ``smoke`` (CI: seconds per chapter), ``cpu`` (a
+Not a part of the U-Net; what lets one notebook run anywhere. One notebook serves three machines: ``smoke`` (CI: seconds per chapter), ``cpu`` (a
 laptop: minutes per chapter, small models) and ``gpu`` (a Colab T4 or better: the
 paper's sizes). Every number a chapter trains with lives in :data:`PROFILES`, so no
 chapter hard-codes its own.
 
-Taught in chapter 1 (Semantic segmentation), where the profile is first explained, and
-used at the top of every chapter.
+Used in chapter 1 (Semantic segmentation), where the profile is first explained, and at
+the top of every chapter.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _in_ci():
 def in_colab():
     """True inside Google Colab.
 
-    Taught in chapter 4 (The full U-Net), which keeps checkpoints on Drive in Colab.
+    Used in chapter 4 (The full U-Net), which keeps checkpoints on Drive in Colab.
     """
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
@@ -96,7 +96,7 @@ def select_profile(name=None):
     The first that applies: ``name``; ``$UNET_TUTORIAL_PROFILE``; ``smoke`` under CI
     (``$CI`` set); ``gpu`` when Keras' backend sees a GPU; else ``cpu``.
 
-    Taught in chapter 1 (Semantic segmentation).
+    Used in chapter 1 (Semantic segmentation).
 
     Parameters
     ----------
@@ -151,7 +151,7 @@ def _gpu_name():
 def device_name():
     """A short description of the device Keras computes on, e.g. ``"GPU: Tesla T4"``.
 
-    Taught in chapter 1 (Semantic segmentation); every chapter's last cell prints it.
+    Used in chapter 1 (Semantic segmentation); every chapter's last cell prints it.
     """
     gpu = _gpu_name()
     if gpu:
@@ -166,7 +166,7 @@ def device_name():
 def summary(profile=None):
     """One line naming profile, backend, device and versions, so stored outputs say what made them.
 
-    Taught in chapter 1 (Semantic segmentation); every chapter prints it first.
+    Used in chapter 1 (Semantic segmentation); every chapter prints it first.
 
     Parameters
     ----------
@@ -199,7 +199,7 @@ def seed_everything(seed=0):
     Same seed, same initial weights, same augmented batches (GPU kernels can still add
     small non-determinism).
 
-    Taught in chapter 2 (Augmentation) and used in every training chapter.
+    Used in chapter 2 (Augmentation) and every training chapter.
 
     Returns
     -------
@@ -217,7 +217,7 @@ def seed_everything(seed=0):
 def mount_drive(mountpoint="/content/drive"):
     """Mount Google Drive in Colab so checkpoints survive the end of the session.
 
-    Taught in chapter 4 (The full U-Net).
+    Used in chapter 4 (The full U-Net).
 
     Returns
     -------
@@ -242,7 +242,7 @@ def checkpoint_dir(name, root=None, use_drive=None):
     so a disconnected session can resume; else ``./checkpoints/<name>``. Existing files
     are left alone.
 
-    Taught in chapter 4 (The full U-Net).
+    Used in chapter 4 (The full U-Net).
 
     Parameters
     ----------
@@ -282,7 +282,7 @@ def checkpoint_dir(name, root=None, use_drive=None):
 class Stopwatch:
     """Measures a chapter's run time; ``str()`` gives e.g. ``"3 min 12 s"``.
 
-    Taught in chapter 1 (Semantic segmentation); every chapter starts one in its first cell.
+    Used in chapter 1 (Semantic segmentation); every chapter starts one in its first cell.
 
     Examples
     --------
