@@ -134,3 +134,27 @@ def test_stopwatch_formats_minutes(monkeypatch):
     assert str(clock) == "3 min 12 s"
     monkeypatch.setattr(clock, "elapsed", lambda: 4.25)
     assert str(clock) == "4.2 s"
+
+
+def test_quiet_tensorflow_logs_drops_tensorflow_lines_and_keeps_the_rest():
+    import subprocess
+    import sys
+
+    script = (
+        "import os, time\n"
+        "from unet_tutorial import runtime\n"
+        "runtime.quiet_tensorflow_logs()\n"
+        "runtime.quiet_tensorflow_logs()  # a second call does nothing\n"
+        "os.write(2, b'I0000 00:00:1796014818.245340   12399 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "os.write(2, b'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with x.\\n')\n"
+        "os.write(2, b'E0000 00:00:1796014824.1 12399 cuda_platform.cc:52] failed call to cuInit\\n')\n"
+        "os.write(2, b'an ordinary error message\\n')\n"
+        "import warnings; warnings.warn('a Python warning')\n"
+        "time.sleep(0.5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "an ordinary error message" in result.stderr and "a Python warning" in result.stderr
+    for dropped in ("oneDNN", "absl::InitializeLog", "To enable the following", "cuInit"):
+        assert dropped not in result.stderr

@@ -114,11 +114,9 @@ def install_source(config):
 
 
 PROFILE_SOURCE = (
-    "import os\n"
-    "\n"
-    "os.environ.setdefault(\"TF_CPP_MIN_LOG_LEVEL\", \"3\")  # set before TensorFlow loads: no start-up log lines\n"
     "from unet_tutorial import runtime\n"
     "\n"
+    "runtime.quiet_tensorflow_logs()  # before Keras loads: no TensorFlow start-up lines below\n"
     "profile = runtime.select_profile()  # smoke, cpu or gpu: see the Setup page\n"
     "clock = runtime.Stopwatch()\n"
     "print(runtime.summary(profile))"

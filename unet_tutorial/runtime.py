@@ -15,11 +15,14 @@ import dataclasses
 import importlib
 import os
 import platform
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
 __all__ = ["Profile", "PROFILES", "select_profile", "device_name", "summary", "seed_everything", "in_colab",
+           "quiet_tensorflow_logs",
            "mount_drive", "checkpoint_dir", "Stopwatch"]
 
 
@@ -76,6 +79,48 @@ PROFILES = {
                    base_filters=64, depth=4, tile_size=572, crop_size=512, batch_size=1, epochs=40,
                    steps_per_epoch=200, predict_batch_size=4, tta=True, max_images=None),
 }
+
+
+# A line TensorFlow's C++ code writes to stderr: "I0000 00:00:1796.. 12399 port.cc:153] ...".
+# The second line of its CPU-feature message and absl's start-up warning go too.
+_TF_LOG_LINE = re.compile(
+    rb"^(?:[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]|WARNING: All log messages before absl::"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
+)
+_quiet = threading.Lock()
+_quieted = []
+
+
+def quiet_tensorflow_logs():
+    """Drop TensorFlow's C++ log lines from this process's stderr; let everything else through.
+
+    TensorFlow 2.20 and later write start-up and info lines ("oneDNN custom operations
+    are on", "failed call to cuInit", ...) straight to the process's stderr, ignoring
+    ``TF_CPP_MIN_LOG_LEVEL``, and a notebook shows them under the cell that imported it.
+    This puts a filter thread between file descriptor 2 and where it went before; other
+    output, Python's warnings and tracebacks included, passes unchanged. Call it once,
+    before Keras is imported; later calls do nothing.
+
+    Used in chapter 1 (Semantic segmentation) and at the top of every chapter.
+    """
+    with _quiet:
+        if _quieted:
+            return
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        _quieted.append(original)
+
+    def forward():
+        buffer = b""
+        while chunk := os.read(read_end, 65536):
+            *lines, buffer = (buffer + chunk).split(b"\n")  # whole lines only; keep the rest
+            kept = [line + b"\n" for line in lines if not _TF_LOG_LINE.match(line)]
+            if kept:
+                os.write(original, b"".join(kept))
+
+    threading.Thread(target=forward, name="quiet_tensorflow_logs", daemon=True).start()
 
 
 def _in_ci():
