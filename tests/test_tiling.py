@@ -5,7 +5,6 @@ References are computed independently of the tiling code: ``np.pad`` mirrors the
 the whole padded image at once.
 """
 
-import dataclasses
 import os
 
 import keras
@@ -79,8 +78,6 @@ def test_mirror_pad_rejects_bad_arguments():
         tiling.mirror_pad(np.zeros((3, 3)), 1, 1, 1, 1, pad_mode="wrap")
     with pytest.raises(ValueError, match="non-negative"):
         tiling.mirror_pad(np.zeros((3, 3)), -1, 1, 1, 1)
-    with pytest.raises(ValueError, match="non-empty"):
-        tiling.mirror_pad(np.zeros((0, 3)), 1, 1, 1, 1)
 
 
 # ---- model geometry and plans ----------------------------------------------------------
@@ -126,13 +123,13 @@ def test_geometry_of_other_book_models_agrees_with_probing(build):
     model = build()
     read, measured = tiling._geometry(model), probing.geometry(model)
     if read.fixed_size:  # a model of one size takes no other: its smallest side is not used
-        measured = dataclasses.replace(measured, smallest=read.smallest)
+        measured = measured._replace(smallest=read.smallest)
     assert read == measured
 
 
 def test_geometry_of_a_fixed_size_multichannel_model():
     geometry = tiling._geometry(models.unet((140, 140, 3), n_classes=4, depth=3, base_filters=2))
-    assert (geometry.context, geometry.fixed_size, geometry.channels) == (44, (140, 140), 3)
+    assert (geometry.context, geometry.fixed_size) == (44, (140, 140))
 
 
 def test_models_that_are_not_image_to_image_get_a_clear_error():
@@ -145,9 +142,9 @@ def _check_covering(tiles, length, output, alignment):
     kept = np.zeros(length, int)
     for start, low, high in tiles:
         assert start % alignment == 0, "tiles must sit on the pooling grid"
-        assert start <= low < high <= start + output
-        kept[low:min(high, length)] += 1
-    assert kept.min() >= 1, "every pixel must be predicted"
+        assert start <= low < high <= min(start + output, length)
+        kept[low:high] += 1
+    assert (kept == 1).all(), "every pixel must be kept by exactly one tile"
 
 
 @pytest.mark.parametrize(
@@ -168,7 +165,7 @@ def test_same_plans_keep_only_pixels_far_from_inner_tile_borders(same_models, le
     _check_covering(plan.row_tiles, length, tile_rows, 16)
     for start, low, high in plan.row_tiles:
         assert low == start or low - start >= plan.margin
-        assert high == padded or start + tile_rows - high >= plan.margin
+        assert high == length or start + tile_rows - high >= plan.margin
 
 
 def test_fixed_size_same_model_gets_a_margin_that_fits_its_tile():
@@ -186,12 +183,12 @@ def test_default_valid_tile_is_the_papers_and_shrinks_for_small_images(valid_mod
 
 
 def test_bad_tile_sizes_name_the_nearest_valid_ones(valid_models):
-    with pytest.raises(ValueError, match="556 or 572"):
+    with pytest.raises(ValueError, match=r"use \(572, 572\)"):
         tiling.plan_tiles(valid_models[4], (600, 600), tile_size=570)
-    with pytest.raises(ValueError, match="smaller than the pooling grid"):
+    with pytest.raises(ValueError, match="less than the pooling grid"):
         tiling.plan_tiles(valid_models[4], (600, 600), tile_size=188)  # 4-pixel output tiles
     fixed = models.unet((92, 92, 1), depth=3, base_filters=2)
-    with pytest.raises(ValueError, match=r"\(92, 92\) inputs only"):
+    with pytest.raises(ValueError, match=r"use \(92, 92\)"):
         tiling.plan_tiles(fixed, (50, 50), tile_size=100)
 
 
@@ -246,7 +243,7 @@ def test_same_tiling_with_default_margin_equals_one_pass(same_models, depth, til
     np.testing.assert_allclose(tiled, reference, atol=TOLERANCE, rtol=0)
     # one pooling cell less margin leaves seams
     geometry = tiling._geometry(model)
-    less = dataclasses.replace(geometry, margin=geometry.margin - 2**depth)
+    less = geometry._replace(margin=geometry.margin - 2**depth)
     monkeypatch.setattr(tiling, "_geometry", lambda model: less)
     smaller = tiling.predict_tiled(model, image, tile_size=tile)
     # (how large the seam is depends on the random weights, which differ between backends)
@@ -283,10 +280,9 @@ def test_integer_images_are_scaled_to_unit_range(valid_models, dtype):
 @pytest.mark.parametrize(
     "image, error, match",
     [
-        (np.zeros((40, 40, 3), np.float32), ValueError, "expects 1 channel"),
-        (np.zeros((2, 40, 40, 1), np.float32), ValueError, "one image at a time"),
-        (np.zeros((0, 40), np.float32), ValueError, "empty"),
-        (np.zeros(40, np.float32), ValueError, r"\(H, W\) or \(H, W, C\)"),
+        (np.zeros((40, 40, 3), np.float32), ValueError, r"\(H, W, 1\) image"),
+        (np.zeros((2, 40, 40, 1), np.float32), ValueError, "not a stack"),
+        (np.zeros(40, np.float32), ValueError, r"\(H, W\) or \(H, W, 1\)"),
         (np.zeros((40, 40), np.complex64), TypeError, "to_float expects"),
     ],
 )
@@ -297,8 +293,6 @@ def test_bad_images_get_clear_errors(valid_models, image, error, match):
 
 def test_bad_arguments_get_clear_errors(valid_models):
     image = _image((40, 40))
-    with pytest.raises(ValueError, match="batch_size"):
-        tiling.predict_tiled(valid_models[2], image, batch_size=0)
     with pytest.raises(ValueError, match="pad_mode"):
         tiling.predict_tiled(valid_models[2], image, pad_mode="edge")
     with pytest.raises(ValueError, match="tile_size"):
@@ -401,10 +395,8 @@ def test_mirror_window_equals_a_window_of_np_pad(pad_mode):
     for top, left, height, width in [(-20, -20, 45, 47), (-3, 4, 6, 9), (1, 1, 3, 3), (4, -17, 13, 2)]:
         window = tiling.mirror_window(image, top, left, height, width, pad_mode=pad_mode)
         np.testing.assert_array_equal(window, padded[top + 20:top + 20 + height, left + 20:left + 20 + width])
-    with pytest.raises(ValueError, match="non-negative"):
-        tiling.mirror_window(image, 0, 0, -1, 3)
-    with pytest.raises(ValueError, match="non-empty"):
-        tiling.mirror_window(np.zeros((0, 3)), 0, 0, 1, 1)
+    one_pixel = tiling.mirror_window(np.array([[7]]), -3, -2, 2, 5, pad_mode=pad_mode)
+    np.testing.assert_array_equal(one_pixel, np.full((2, 5), 7))
 
 
 def test_center_crop_keeps_further_axes_and_explains_odd_margins():

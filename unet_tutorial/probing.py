@@ -14,6 +14,7 @@ import math
 
 import keras
 
+from unet_tutorial import models
 from unet_tutorial.tiling import _Geometry, _same_margin
 
 __all__ = ["geometry"]
@@ -159,14 +160,13 @@ def geometry(model):
         grid=grid,
         smallest=smallest,
         margin=0 if context else _margin(model, grid),
-        channels=int(in_shape[3]),
         fixed_size=fixed,
     )
 
 
 def _margin(model, grid):
-    """'Same' tiles' discarded overlap: the U-Net rule of :func:`tiling._same_margin`, or
-    the convolutions' reach when nothing down-samples."""
+    """'Same' tiles' discarded overlap: the U-Net rule of :func:`tiling._same_margin` for a
+    U-Net of the same depth, or the convolutions' reach when nothing down-samples."""
     if grid == 1:
         return _conv_reach(model)
     depth = round(math.log2(grid))
@@ -175,4 +175,4 @@ def _margin(model, grid):
             f"Cannot choose a tile margin for a down-sampling factor of {grid} (not a power of 2); "
             "predict the whole image in one pass instead"
         )
-    return _same_margin(depth)
+    return _same_margin(models.context(depth), grid)
