@@ -35,11 +35,3 @@ def test_activation_memory_of_the_papers_unet():
     assert four["activation_bytes"] == 4 * one["activation_bytes"]
     # the first level alone holds 2 convolutions x (conv + ReLU) maps of 64 x ~570^2
     assert one["activation_elements"] > 4 * 64 * 568**2
-
-
-def test_activation_memory_rejects_bad_arguments():
-    model = models.unet((None, None, 1), depth=2, base_filters=2)
-    with pytest.raises(ValueError, match="batch_size"):
-        memory.activation_memory(model, 44, batch_size=0)
-    with pytest.raises(ValueError, match="dtype_bytes"):
-        memory.activation_memory(model, 44, batch_size=1, dtype_bytes=3)
