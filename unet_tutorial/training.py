@@ -9,7 +9,21 @@ A run lives in one folder, ``run_dir`` (on Google Drive in Colab), which holds
   not replace a better ``best.keras`` by a worse one.
 
 :func:`train` is ``model.fit`` with the callbacks that write these files; called again on
-the same folder, it continues where the run stopped.
+the same folder, it continues where the run stopped. Every file is written under a
+temporary name and then renamed, so a session that dies while saving leaves the previous
+one intact. ``epochs`` is the total, as for ``fit``: a run stopped after 7 of 10 epochs
+trains 3 more. A ``dataset.SegmentationDataset`` draws its crops from the epoch number, so
+``train`` sets it to the first epoch trained (a resumed run draws new crops).
+
+``history.csv`` rows beyond the epoch in ``state.json`` (Google Drive may sync one file before the other)
+are dropped on resuming. A model saved with another architecture cannot be resumed:
+``model_files.load_weights_checked`` says what differs.
+
+Which way is better is known for the names the package logs: the loss,
+``metrics.training_metrics()`` and ``callbacks.ValidationScores``; other names need
+``mode="min"`` or ``mode="max"``. Plain ``CSVLogger(append=True)`` takes its columns from
+the new session's first epoch, so a metric added or dropped on resuming would put values
+under the wrong names; ``history.csv`` keeps the columns it started with instead.
 
 Taught in chapter 3 (A mini U-Net: learning curves) and chapter 4 (The full U-Net:
 checkpoints and resuming on Colab).
@@ -20,7 +34,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -32,323 +45,197 @@ from unet_tutorial.dataset import SegmentationDataset
 
 __all__ = ["LAST", "BEST", "HISTORY", "STATE", "train", "read_state", "read_history", "plot_learning_curves"]
 
-LAST = "last.keras"
-BEST = "best.keras"
-HISTORY = "history.csv"
-STATE = "state.json"
+LAST, BEST, HISTORY, STATE = "last.keras", "best.keras", "history.csv", "state.json"
 
-# Which way is better for the quantities the package logs: the loss, metrics.training_metrics()
-# and callbacks.ValidationScores. Other names need train(..., mode="min" or "max").
-_SMALLER_IS_BETTER = ("loss", "pixel_error")
-_LARGER_IS_BETTER = ("accuracy", "iou_cell", "mean_iou", "dice", "dice_cell", "v_rand", "v_info")
-_MODES = {
-    prefix + name: mode
-    for names, mode in ((_SMALLER_IS_BETTER, "min"), (_LARGER_IS_BETTER, "max"))
-    for name in names
-    for prefix in ("", "val_")
-}
+_MODES = dict.fromkeys(("loss", "pixel_error"), "min") | dict.fromkeys(
+    ("accuracy", "iou_cell", "mean_iou", "dice", "dice_cell", "v_rand", "v_info"), "max"
+)
+_MODES |= {f"val_{name}": mode for name, mode in _MODES.items()}
 
 
 def _monitor_mode(monitor, mode=None):
-    """"min" or "max": whether ``best.keras`` keeps the smallest or the largest ``monitor``.
+    """``"min"`` or ``"max"``: whether ``best.keras`` keeps the smallest or the largest ``monitor``.
 
-    Examples
-    --------
-    >>> _monitor_mode("val_dice_cell"), _monitor_mode("val_loss"), _monitor_mode("v_rand")
+    >>> _monitor_mode("val_dice_cell"), _monitor_mode("val_loss"), _monitor_mode("val_f1", mode="max")
     ('max', 'min', 'max')
-    >>> _monitor_mode("val_f1", mode="max")
-    'max'
-    >>> _monitor_mode("val_f1")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: Is a larger or a smaller 'val_f1' better? Pass mode="max" or mode="min" (known: ...).
     """
-    if mode is None:
-        if monitor not in _MODES:
-            raise ValueError(
-                f'Is a larger or a smaller {monitor!r} better? Pass mode="max" or mode="min" '
-                f"(known: {', '.join(sorted(_MODES))})."
-            )
-        return _MODES[monitor]
+    mode = _MODES.get(monitor) if mode is None else mode
     if mode not in ("min", "max"):
-        raise ValueError(f'mode must be "min" or "max", got {mode!r}.')
+        known = "known: " + ", ".join(sorted(_MODES))
+        raise ValueError(f'Is a larger or smaller {monitor!r} better? Pass mode="max" or "min" ({known}).')
     return mode
 
 
 def _better(value, best, mode):
     """True when ``value`` beats ``best`` (None: no best yet); NaN never does.
 
-    Examples
-    --------
     >>> _better(0.8, 0.7, "max"), _better(0.8, 0.7, "min"), _better(float("nan"), None, "max")
     (True, False, False)
     """
-    if not math.isfinite(value):
-        return False
-    return best is None or (value > best if mode == "max" else value < best)
-
-
-# --------------------------------------------------------------------------------------
-# The two callbacks train() adds
-# --------------------------------------------------------------------------------------
+    return math.isfinite(value) and (best is None or (value > best if mode == "max" else value < best))
 
 
 class _RunCheckpoints(keras.callbacks.Callback):
-    """After every epoch: ``last.keras``, ``best.keras`` if ``monitor`` improved, ``state.json``.
+    """After every epoch: ``last.keras``, ``best.keras`` if the monitored value improved, ``state.json``."""
 
-    Each file is written under a temporary name and then renamed, so a session that dies
-    while saving leaves the previous one intact. ``best`` and ``best_epoch`` carry the
-    best score of an earlier session over into this one.
-    """
-
-    def __init__(self, run_dir, monitor, mode, best=None, best_epoch=None):
+    def __init__(self, run_dir, state):
         super().__init__()
-        self.run_dir, self.monitor, self.mode = Path(run_dir), monitor, mode
-        self.best, self.best_epoch = best, best_epoch
-        self._warned = False
+        self.run_dir, self.state, self.warned = run_dir, state, False
 
     def on_epoch_end(self, epoch, logs=None):
+        state, monitor = self.state, self.state["monitor"]
+        value = float(logs.get(monitor, math.nan))
         files.write_atomically(self.run_dir / LAST, self.model.save)
-        value = float(logs.get(self.monitor, math.nan))
-        if _better(value, self.best, self.mode):
+        if _better(value, state["best"], state["mode"]):
             files.write_atomically(self.run_dir / BEST, self.model.save)
-            self.best, self.best_epoch = value, epoch + 1
-        if self.monitor not in logs and not self._warned:
-            self._warned = True
-            warnings.warn(f"{self.monitor!r} is not in the training logs (they hold {sorted(logs)}), so "
-                          f"{BEST} is not written; monitor one of those keys.", stacklevel=2)
-        state = {"epoch": epoch + 1, "monitor": self.monitor, "mode": self.mode, "best": self.best,
-                 "best_epoch": self.best_epoch, "model": self.model.name}
+            state.update(best=value, best_epoch=epoch + 1)
+        if monitor not in logs and not self.warned:
+            self.warned = True
+            warnings.warn(f"No {BEST}: {monitor!r} is not logged; pick one of {sorted(logs)}.", stacklevel=2)
+        state.update(epoch=epoch + 1, model=self.model.name)
         text = json.dumps(state, indent=2)
         files.write_atomically(self.run_dir / STATE, lambda path: path.write_text(text))
 
 
 class _HistoryLogger(keras.callbacks.CSVLogger):
-    """Keras' ``CSVLogger`` that keeps the columns of the ``history.csv`` it appends to.
-
-    Plain ``CSVLogger(append=True)`` takes its columns from the new session's first epoch;
-    if a metric was added or dropped, values would land under the wrong names.
-    """
+    """Keras' ``CSVLogger`` that keeps the columns of the ``history.csv`` it appends to."""
 
     def on_train_begin(self, logs=None):
-        header = None
-        if self.append and os.path.exists(self.filename):
-            with open(self.filename, newline="") as file:
-                header = next(csv.reader(file), None)
-        super().on_train_begin(logs)
-        if header:
+        super().on_train_begin(logs)  # opens the file, so it exists now
+        with open(self.filename, newline="") as file:
+            header = next(csv.reader(file), None)
+        if self.append and header:
             self.keys = [key for key in header if key != "epoch"]
 
 
-# --------------------------------------------------------------------------------------
-# Training with checkpoints and resume
-# --------------------------------------------------------------------------------------
+def train(
+    model,
+    train_data,
+    val_data=None,
+    *,
+    run_dir,
+    epochs,
+    callbacks=(),
+    monitor="val_loss",
+    mode=None,
+    resume=True,
+    overwrite=False,
+    verbose="auto",
+):
+    """``model.fit`` that saves the run in ``run_dir`` after every epoch and, called again, resumes it.
 
-
-def train(model, train_data, val_data=None, *, run_dir, epochs, callbacks=(), monitor="val_loss", mode=None,
-          resume=True, overwrite=False, verbose="auto"):
-    """Fit a compiled model with checkpoints, a CSV history and resuming.
-
-    If ``run_dir`` holds ``last.keras``, its weights and optimizer state are loaded into
-    ``model`` and training continues after the epoch it was saved at; ``epochs`` is the
-    total, as for ``fit``, so a run stopped after 7 of 10 epochs trains 3 more. A folder
-    that holds a run is never replaced silently.
+    ``train_data``, ``val_data``, ``epochs`` (the total), ``callbacks`` and ``verbose`` are ``fit``'s; the
+    ``callbacks`` run before those that save, so what they log can be monitored.
 
     Taught in chapter 4 (The full U-Net).
 
     Parameters
     ----------
-    model : keras.Model
-        Compiled; trained in place.
-    train_data : keras.utils.PyDataset or tf.data.Dataset
-        E.g. a ``dataset.SegmentationDataset``. Its crops depend on the epoch number, so
-        it is set to the first epoch trained here (``set_epoch``): a resumed run draws new crops.
-    val_data : optional
-        Passed to ``fit`` as ``validation_data``, e.g. a tuple ``(x, y)``.
     run_dir : str or Path
-        Folder of the run (created if missing), e.g. ``runtime.checkpoint_dir("full_unet")``.
-    epochs : int
-        Total number of epochs of the run.
-    callbacks : sequence of keras.callbacks.Callback
-        Extra callbacks (e.g. ``callbacks.ValidationScores``). They run before the ones that
-        save the run, so the values they log are saved and can be monitored.
-    monitor : str
-        Logged value that selects ``best.keras``. Without ``val_data`` the default
-        ``"val_loss"`` becomes ``"loss"``.
-    mode : {"min", "max"}, optional
-        Whether a smaller or a larger ``monitor`` is better. Needed only for names the
-        package does not log itself (it knows loss, pixel_error, accuracy, iou_cell,
-        mean_iou, dice, dice_cell, v_rand and v_info, each also with ``val_``).
-    resume : bool
-        Continue a run found in ``run_dir``.
-    overwrite : bool
-        Delete the run's files in ``run_dir`` (only ``last.keras``, ``best.keras``,
-        ``history.csv``, ``state.json``) and start afresh.
-    verbose : "auto", 0, 1 or 2
-        Keras' progress display.
+        Folder of the run, created if missing.
+    monitor, mode : str
+        Logged value that picks ``best.keras`` (``"loss"`` without ``val_data``); "min" or "max" if new.
+    resume, overwrite : bool
+        Continue the run in ``run_dir``; delete its four files and start afresh. Else it is never replaced.
 
     Returns
     -------
     keras.callbacks.History
-        This session's epochs; the whole run's are in ``history.csv`` (:func:`read_history`).
-
-    Raises
-    ------
-    FileExistsError
-        ``run_dir`` holds a run that neither ``resume`` (with a ``last.keras``) nor
-        ``overwrite`` allows to use.
-    ValueError
-        The model is not compiled, ``mode`` is needed, or ``last.keras`` holds another
-        architecture.
+        This session's epochs; :func:`read_history` reads the whole run.
     """
     if not getattr(model, "compiled", False):
-        raise ValueError("Compile the model before training, e.g. "
-                         "model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='binary_crossentropy').")
-    if val_data is None and monitor == "val_loss":
-        monitor = "loss"
-    mode = _monitor_mode(monitor, mode)
+        raise ValueError("Compile the model before training: model.compile(optimizer=..., loss=...).")
+    monitor = "loss" if val_data is None and monitor == "val_loss" else monitor
+    state = dict(epoch=0, monitor=monitor, mode=_monitor_mode(monitor, mode), best=None, best_epoch=None)
     run_dir = Path(run_dir)
-    resuming = _resume_or_start(run_dir, resume, overwrite)
-    done, best, best_epoch = _restore(model, run_dir, monitor, mode) if resuming else (0, None, None)
+    resuming = _resume(model, run_dir, state, resume, overwrite)
+    done = state["epoch"]
     if done >= epochs:
-        print(f"{run_dir} already holds {done} epochs (asked for {epochs}); nothing to train. "
-              "Pass a larger number of epochs to continue training.")
-        return _empty_history(model)
+        hint = "Pass a larger number of epochs to continue training."
+        print(f"{run_dir} already holds {done} epochs (asked for {epochs}); nothing to train. {hint}")
+        history = keras.callbacks.History()  # what fit returns after no epoch
+        history.set_model(model)
+        history.on_train_begin()
+        return history
     if resuming:
         print(f"Resuming {run_dir} after epoch {done} of {epochs}.")
     if isinstance(train_data, SegmentationDataset):
         train_data.set_epoch(done)  # its crops depend on the epoch: a resumed run draws new ones
-    saving = [_RunCheckpoints(run_dir, monitor, mode, best, best_epoch),
-              _HistoryLogger(str(run_dir / HISTORY), append=resuming)]
-    return model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
-                     callbacks=[*callbacks, *saving], verbose=verbose)
-
-
-def _resume_or_start(run_dir, resume, overwrite):
-    """True to resume the run in ``run_dir``, False to start one; never replaces a run silently."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in (LAST, BEST, HISTORY, STATE) if (run_dir / name).exists()]
-    if not existing:
-        return False
-    if overwrite:
-        for name in existing:
-            (run_dir / name).unlink()
-        return False
-    if resume and (run_dir / LAST).exists():
-        return True
-    reason = f"it has no {LAST} to resume from" if resume else "resume=False"
-    raise FileExistsError(
-        f"{run_dir} already holds a training run ({', '.join(existing)}) and {reason}. "
-        "Choose a new run folder, or pass overwrite=True to replace those files."
+    cbs = [*callbacks, _RunCheckpoints(run_dir, state), _HistoryLogger(run_dir / HISTORY, append=resuming)]
+    return model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=epochs,
+        initial_epoch=done,
+        callbacks=cbs,
+        verbose=verbose,
     )
 
 
-def _restore(model, run_dir, monitor, mode):
-    """Load ``last.keras`` into ``model``; return (epochs done, best score, its epoch)."""
-    state = read_state(run_dir) or {}
-    done = state.get("epoch", 0)
-    if not model.optimizer.built:  # so that the optimizer state can be loaded too
+def _resume(model, run_dir, state, resume, overwrite):
+    """Load the run in ``run_dir`` into ``model`` and ``state``; False if there is none (or ``overwrite``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = [name for name in (LAST, BEST, HISTORY, STATE) if (run_dir / name).exists()]
+    if overwrite:
+        for name in existing:
+            (run_dir / name).unlink()
+    if overwrite or not existing:
+        return False
+    if not resume or LAST not in existing:
+        reason = f"it has no {LAST} to resume from" if resume else "resume=False"
+        raise FileExistsError(
+            f"{run_dir} already holds a training run ({', '.join(existing)}) and {reason}. "
+            "Choose a new run folder, or pass overwrite=True to replace those files."
+        )
+    saved = read_state(run_dir) or {}
+    if not model.optimizer.built:  # so that the optimizer state is loaded too
         model.optimizer.build(model.trainable_variables)
-    try:
-        model_files.load_weights_checked(model, run_dir / LAST)
-    except ValueError as error:
-        raise ValueError(f"Cannot resume {run_dir}: {error}\nResume with the settings the run was started "
-                         "with, or train into a new run folder (or pass overwrite=True to replace this run)."
-                         ) from error
-    _drop_history_after(run_dir / HISTORY, done)
-    if state.get("monitor") == monitor and state.get("mode") == mode:
-        return done, state.get("best"), state.get("best_epoch")
-    if state:
-        warnings.warn(f"This run chose {BEST} by {state.get('monitor')!r} before and now by {monitor!r}; "
-                      f"the first epoch of this session will replace {BEST}.", stacklevel=3)
-    return done, None, None
-
-
-def _drop_history_after(path, epochs):
-    """Drop rows of ``history.csv`` beyond ``epochs`` (Drive may sync it before ``state.json``)."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [line for line in lines[1:] if int(float(line.split(",", 1)[0])) < epochs]
+    model_files.load_weights_checked(model, run_dir / LAST)
+    state["epoch"] = saved.get("epoch", 0)
+    history = run_dir / HISTORY
+    lines = history.read_text().splitlines(keepends=True) if history.exists() else []
+    keep = lines[:1] + [line for line in lines[1:] if int(float(line.split(",", 1)[0])) < state["epoch"]]
     if len(keep) < len(lines):
-        files.write_atomically(path, lambda target: target.write_text("".join(keep)))
-
-
-def _empty_history(model):
-    history = keras.callbacks.History()
-    history.set_model(model)
-    history.epoch, history.history = [], {}
-    return history
+        files.write_atomically(history, lambda path: path.write_text("".join(keep)))
+    if (saved.get("monitor"), saved.get("mode")) == (state["monitor"], state["mode"]):
+        state.update(best=saved.get("best"), best_epoch=saved.get("best_epoch"))
+    elif saved:
+        before, now = saved.get("monitor"), state["monitor"]
+        warnings.warn(f"{BEST} was chosen by {before!r}, now by {now!r}: a new best starts.", stacklevel=3)
+    return True
 
 
 def read_state(run_dir):
-    """The ``state.json`` of a run as a dict (epoch, monitor, mode, best, best_epoch), or None.
+    """The ``state.json`` of a run as a dict (epoch, monitor, mode, best, best_epoch, model), or None.
 
     Taught in chapter 4 (The full U-Net).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> run_dir = Path(tempfile.mkdtemp())
-    >>> read_state(run_dir) is None  # no run yet
-    True
-    >>> _ = (run_dir / STATE).write_text('{"epoch": 3, "monitor": "val_v_rand", "best": 0.9}')
-    >>> read_state(run_dir)["epoch"]
-    3
     """
     path = Path(run_dir) / STATE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is damaged ({error}). Delete it to resume with a fresh epoch count, "
-                         "or start a new run folder.") from error
-
-
-# --------------------------------------------------------------------------------------
-# History and learning curves
-# --------------------------------------------------------------------------------------
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_history(source):
-    """A run's history as ``{name: list of float}``, with ``"epoch"`` counted from 1.
+    """A run's history as ``{name: list of float}``, ``"epoch"`` counted from 1 and ``"NA"`` read as NaN.
+
+    ``source`` is what ``fit`` returns, a ``history.csv`` or the run folder holding one.
 
     Taught in chapter 4 (The full U-Net); chapter 8 (Results) reads the recipes' histories with it.
 
-    Parameters
-    ----------
-    source : keras.callbacks.History, dict, or path
-        What ``fit`` returns, its ``.history`` dict, a ``history.csv`` file or the run
-        folder holding one. Missing values (``"NA"``, empty) become NaN.
-
     Examples
     --------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "history.csv"
-    >>> _ = path.write_text("epoch,loss,val_v_rand\\n0,0.5,NA\\n1,0.25,0.75\\n")
-    >>> read_history(path)
-    {'epoch': [1.0, 2.0], 'loss': [0.5, 0.25], 'val_v_rand': [nan, 0.75]}
-    >>> read_history({"loss": [0.5, 0.25]})
-    {'loss': [0.5, 0.25], 'epoch': [1, 2]}
+    >>> history = keras.callbacks.History()
+    >>> history.epoch, history.history = [0, 1], {"loss": [0.5, 0.25]}
+    >>> read_history(history)
+    {'loss': [0.5, 0.25], 'epoch': [1.0, 2.0]}
     """
     if isinstance(source, keras.callbacks.History):
-        source = dict(source.history, epoch=[epoch + 1 for epoch in source.epoch])
-    if isinstance(source, dict):
-        history = {key: [_float(value) for value in values] for key, values in source.items()}
-        if history and "epoch" not in history:
-            history["epoch"] = list(range(1, len(next(iter(history.values()))) + 1))
-        return history
-    path = Path(source)
-    if path.is_dir():
-        path = path / HISTORY
-    if not path.exists():
-        raise FileNotFoundError(f"No history file at {path}: train first, or pass the run folder or its "
-                                f"{HISTORY}.")
-    with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    history = {key: [_float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
-    if "epoch" in history:  # CSVLogger counts from 0
+        columns = dict(source.history, epoch=source.epoch)
+    else:
+        with open(Path(source) / HISTORY if Path(source).is_dir() else source, newline="") as file:
+            rows = list(csv.DictReader(file))
+        columns = {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+    history = {key: [_float(value) for value in values] for key, values in columns.items()}
+    if "epoch" in history:  # Keras counts from 0
         history["epoch"] = [epoch + 1 for epoch in history["epoch"]]
     return history
 
@@ -361,18 +248,12 @@ def _float(value):
 
 
 def plot_learning_curves(history_or_csv_path, keys=None):
-    """Training (solid) and validation (dashed) curves, one panel per quantity.
+    """Training (solid) and validation (dashed) curves of a :func:`read_history` source, a panel per name.
 
-    Loss panels use a log scale when the values span more than a factor of 10.
+    ``keys`` (names without ``val_``) picks the panels, default all. A loss panel has a log scale when
+    its values span more than a factor of 10.
 
     Taught in chapter 3 (A mini U-Net).
-
-    Parameters
-    ----------
-    history_or_csv_path : keras.callbacks.History, dict or path
-        See :func:`read_history`.
-    keys : sequence of str, optional
-        Quantities to plot, without ``val_``; default all.
 
     Returns
     -------
@@ -380,27 +261,22 @@ def plot_learning_curves(history_or_csv_path, keys=None):
     """
     import matplotlib.pyplot as plt
 
-    history = read_history(history_or_csv_path)
-    history = {key: np.asarray(values, dtype=float) for key, values in history.items()}
+    history = {k: np.asarray(v, dtype=float) for k, v in read_history(history_or_csv_path).items()}
     epochs = history.pop("epoch", np.array([]))
     if not epochs.size:
         raise ValueError("The history is empty: there is nothing to plot yet.")
     names = sorted({key.removeprefix("val_") for key, values in history.items() if np.isfinite(values).any()})
-    if keys is not None:
+    if keys is not None and set(keys) - set(names):
         missing = [key for key in keys if key not in names]
-        if missing:
-            raise ValueError(f"No values for {missing} in the history; it has {names}.")
-        names = list(keys)
+        raise ValueError(f"No values for {missing} in the history; it has {names}.")
+    names = names if keys is None else list(keys)
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     for axis, name in zip(axes[0], names):
-        shown = []
         for key, style, label in ((name, "-", "training"), (f"val_{name}", "--", "validation")):
-            values = history.get(key, np.array([]))
-            finite = np.isfinite(values)
+            finite = np.isfinite(history.get(key, np.array([])))
             if finite.any():
-                axis.plot(epochs[finite], values[finite], style, marker="o", markersize=3, label=label)
-                shown.append(values[finite])
-        shown = np.concatenate(shown)
+                axis.plot(epochs[finite], history[key][finite], style, marker="o", markersize=3, label=label)
+        shown = np.concatenate([line.get_ydata() for line in axis.lines])
         if "loss" in name and shown.min() > 0 and shown.max() / shown.min() > 10:
             axis.set_yscale("log")
         axis.set(xlabel="epoch", title=name)
