@@ -98,38 +98,20 @@ def _info_scores(mutual, h_pred, h_true):
 
 
 def segmentation_scores(pred_labels, truth_labels):
-    """Foreground-restricted Rand and information scores of two label images.
+    """V_Rand and V_Info of two label images, scored on the true cells only.
 
-    Only pixels with ``truth_labels > 0`` are scored (truth 0 is the membrane). A scored
-    pixel with ``pred_labels == 0`` is unassigned and counts as a segment of its own.
-    No thresholding or thinning happens here; :func:`isbi_scores` does those first.
+    Truth 0 (membrane) is not scored; a scored pixel with ``pred_labels == 0`` counts as
+    a segment of its own. Taught in chapter 1 (Semantic segmentation).
 
-    Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    pred_labels, truth_labels : array of int
-        Segment label images of the same shape.
-
-    Returns
-    -------
-    dict
-        ``v_rand``, ``v_rand_split``, ``v_rand_merge``, ``v_info``, ``v_info_split``,
-        ``v_info_merge``: floats in [0, 1], 1 = perfect; ``nan`` when the truth has no
-        foreground pixel.
+    Returns a dict of ``v_rand``, ``v_info`` and their ``_split`` and ``_merge`` parts, in
+    [0, 1] (1 = perfect; ``nan`` without true cells).
 
     Examples
     --------
-    Two true cells predicted as one: every pixel is right, the split score is perfect,
-    the merge score is not.
-
-    >>> truth = np.array([[1, 1, 0, 2, 2]])
-    >>> merged = np.array([[1, 1, 1, 1, 1]])
+    >>> truth, merged = np.array([[1, 1, 0, 2, 2]]), np.ones((1, 5), int)  # two cells fused
     >>> scores = segmentation_scores(merged, truth)
-    >>> round(scores["v_rand"], 4), scores["v_rand_split"], scores["v_rand_merge"]
-    (0.6667, 1.0, 0.5)
-    >>> scores["v_info"]  # one predicted segment carries no information
-    0.0
+    >>> round(scores["v_rand"], 4), scores["v_rand_split"], scores["v_rand_merge"], scores["v_info"]
+    (0.6667, 1.0, 0.5, 0.0)
     """
     pred = _label_map(pred_labels, "pred_labels")
     truth = _label_map(truth_labels, "truth_labels")
@@ -288,39 +270,22 @@ def _check_mask(mask):
 
 
 def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
-    """Best V_Rand and V_Info over thresholds, one threshold for the whole stack.
+    """Best V_Rand and V_Info over the thresholds, one threshold for the whole stack.
 
-    For each threshold the cells ``prob > t`` of every slice are thinned
-    (:func:`thinned_cell_labels`) and compared with the true cells
-    (:func:`segmentation_scores`); the slice scores are averaged, and the threshold
-    with the best average is reported, as the challenge did.
+    For each threshold the cells ``prob > t`` of every slice are thinned and scored
+    against the true cells (mask 1 = cell); the slice scores are averaged and the best
+    average is reported, as the challenge did. ``prob`` is (H, W), (N, H, W) or a list of
+    slices. Taught in chapter 1 (Semantic segmentation).
 
-    Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    prob : array of float
-        Cell probabilities in [0, 1]: one slice (H, W), a stack (N, H, W), or a list of
-        (H, W) slices of different sizes.
-    mask : array of int or bool
-        True cells, 1 = cell, 0 = membrane, shaped like ``prob``.
-    thresholds : sequence of float
-        Thresholds to try, by default Fiji's 11 (:data:`DEFAULT_THRESHOLDS`).
-
-    Returns
-    -------
-    dict
-        ``v_rand`` and its ``threshold``, ``v_info`` and its ``threshold_info``; the
-        arrays ``thresholds``, ``v_rand_curve``, ``v_info_curve`` (stack score per
-        threshold) and ``v_rand_slices``, ``v_info_slices`` (N, T) (per slice and
-        threshold). Ties go to the lowest threshold.
+    Returns a dict: ``v_rand`` and its ``threshold``, ``v_info`` and its
+    ``threshold_info``, and the arrays ``thresholds``, ``v_rand_curve`` / ``v_info_curve``
+    (per threshold) and ``v_rand_slices`` / ``v_info_slices`` (per slice and threshold).
 
     Examples
     --------
-    >>> mask = np.array([[1, 1, 0, 1, 1]] * 3)
-    >>> prob = np.array([[0.9, 0.8, 0.6, 0.8, 0.9]] * 3)
+    >>> mask, prob = np.array([[1, 1, 0, 1, 1]] * 3), np.array([[0.9, 0.8, 0.6, 0.8, 0.9]] * 3)
     >>> scores = isbi_scores(prob, mask)
-    >>> scores["v_rand"], round(scores["threshold"], 1)  # t = 0.6 first splits the cells
+    >>> scores["v_rand"], round(scores["threshold"], 1)  # 0.6 is the first that splits the cells
     (1.0, 0.6)
     """
     probs, masks = _slices(prob, "prob"), _slices(mask, "mask")
