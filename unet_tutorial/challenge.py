@@ -252,9 +252,7 @@ def _slices(array, name):
 
 
 def _check_probabilities(prob):
-    if not np.issubdtype(prob.dtype, np.number) or np.issubdtype(prob.dtype, np.complexfloating):
-        raise TypeError(f"prob must be a real-valued array, got dtype {prob.dtype}.")
-    if not np.all(np.isfinite(prob)) or (prob.size and (prob.min() < 0 or prob.max() > 1)):
+    if not (np.all(np.isfinite(prob)) and prob.min() >= 0 and prob.max() <= 1):
         raise ValueError(
             "prob must be cell probabilities in [0, 1]; found values outside "
             "(apply the sigmoid/softmax first, or rescale)."
