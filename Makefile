@@ -35,10 +35,19 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going  # warnings (a missing file or reference) fail the build
 	@test -f _build/html/index.html && echo "The book is in _build/html/index.html"
 
-# pytest exits 5 when it collects nothing: say so, and fail.
+# The chapters run under nbval as copies in which the folded exercise solutions are code
+# cells again (tools/solutions.py), so every solution runs too. The docstring Examples of the
+# package run as tests, and ruff checks the code. pytest exits 5 when it collects nothing:
+# say so, and fail.
+FULL_NOTEBOOKS := notebooks/_with_solutions
+
 test: $(STAMP)
-	UNET_TUTORIAL_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests notebooks \
-		--nbval-lax --nbval-current-env -p no:cacheprovider -ra; \
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) tools/solutions.py check notebooks/[0-9]*.ipynb
+	rm -rf $(FULL_NOTEBOOKS) && $(PY) tools/solutions.py expand notebooks/[0-9]*.ipynb --out $(FULL_NOTEBOOKS)
+	UNET_TUTORIAL_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests unet_tutorial $(FULL_NOTEBOOKS) \
+		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -ra; \
 	status=$$?; \
 	if [ $$status -eq 5 ]; then echo "ERROR: pytest collected no tests; nothing was checked."; fi; \
 	exit $$status
