@@ -102,14 +102,17 @@ def test_live_preview_updates_one_notebook_display(tmp_path, arrays, monkeypatch
     assert all(data.startswith(b"\x89PNG") for _, data in shown)
 
 
-def test_live_preview_crops_to_a_smaller_output_and_uses_tiling_by_default():
+def test_live_preview_crops_to_a_smaller_output_and_uses_tiling_by_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "_in_notebook", lambda: False)
     image = np.random.default_rng(1).random((40, 40)).astype("float32")
-    preview = callbacks.LivePreview(image, image > 0.5, predict=lambda m, im: np.zeros((20, 20, 1)))
-    preview.set_model(tiny_model())
-    assert preview._png(1).startswith(b"\x89PNG")
-    default = callbacks.LivePreview(image, image > 0.5)
-    default.set_model(tiny_model())
-    assert default._png(1).startswith(b"\x89PNG")
+    smaller = callbacks.LivePreview(image, image > 0.5, path=tmp_path / "a.png",
+                                    predict=lambda m, im: np.zeros((20, 20, 1)))
+    default = callbacks.LivePreview(image, image > 0.5, path=tmp_path / "b.png")
+    for preview in (smaller, default):
+        preview.set_model(tiny_model())
+        preview.set_params({"epochs": 1})
+        preview.on_epoch_end(0)
+    assert all((tmp_path / name).read_bytes().startswith(b"\x89PNG") for name in ("a.png", "b.png"))
     with pytest.raises(ValueError, match="does not match"):
         callbacks.LivePreview(image, np.zeros((3, 3)))
 
@@ -157,7 +160,7 @@ def test_validation_scores_default_predictor_runs_a_real_model():
     values = scorer.scores()
     assert set(values) == set(callbacks.ValidationScores.KEYS)
     assert all(0.0 <= value <= 1.0 for value in values.values())
-    with pytest.raises(ValueError, match="same, non-zero number"):
+    with pytest.raises(ValueError, match="one mask per image"):
         callbacks.ValidationScores([mask], [])
 
 

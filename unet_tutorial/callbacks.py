@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from unet_tutorial import challenge, files, tiling
+from unet_tutorial import challenge, files, plotting, tiling
 
 __all__ = ["cell_probability", "LivePreview", "ValidationScores"]
 
 
 def cell_probability(prediction):
-    """The probability of the foreground ("cell") at each pixel of a network's output.
+    """The probability of "cell" at each pixel of one image's network output.
 
-    A sigmoid output, (H, W) or (H, W, 1), is that probability. A softmax over K classes,
-    (H, W, K), gives one probability per class, class 0 being the background (membrane):
-    the foreground is 1 - P(class 0), computed as the sum of classes 1 to K-1 (for K = 2,
-    class 1).
-
-    Parameters
-    ----------
-    prediction : array_like
-        One image's output, (H, W), (H, W, 1) or (H, W, K).
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W) probabilities.
+    A sigmoid output, (H, W) or (H, W, 1), is that probability. A softmax over K classes, (H, W, K),
+    class 0 being the membrane, gives 1 - P(class 0), computed as the sum of classes 1 to K-1.
 
     Examples
     --------
@@ -46,16 +33,11 @@ def cell_probability(prediction):
     array([[0.5  , 0.875]])
     """
     prediction = np.asarray(prediction)
+    if prediction.ndim not in (2, 3):
+        raise ValueError(f"expected one image's prediction, (H, W) or (H, W, K), got {prediction.shape}.")
     if prediction.ndim == 2:
         return prediction
-    if prediction.ndim != 3:
-        raise ValueError(f"expected one image's prediction, (H, W) or (H, W, K), got {prediction.shape}.")
     return prediction[..., 0] if prediction.shape[-1] == 1 else prediction[..., 1:].sum(axis=-1)
-
-
-def _predict_whole(model, image):
-    """Cell probability of a whole image by overlap-tile, so any image size works with any U-Net."""
-    return tiling.predict_tiled(model, image)
 
 
 def _in_notebook():
@@ -70,8 +52,6 @@ def _in_notebook():
 def _is_due(epoch, every, params):
     """True after every ``every``-th epoch and after the last (``epoch`` counts from 0).
 
-    Examples
-    --------
     >>> [epoch + 1 for epoch in range(7) if _is_due(epoch, 3, {"epochs": 7})]
     [3, 6, 7]
     """
@@ -79,113 +59,68 @@ def _is_due(epoch, every, params):
 
 
 class LivePreview(keras.callbacks.Callback):
-    """Show input, ground truth, probability and mask side by side every few epochs.
+    """Show input, truth, probability and mask side by side after every ``every``-th epoch and the last.
 
-    In a notebook the figure replaces the previous one in place, so a long run shows one
-    up-to-date picture. Elsewhere it is written to ``path`` if one is given, and skipped
-    otherwise.
+    ``image`` (scaled as in training) is predicted whole by ``predict(model, image)``, default overlap-tile;
+    a smaller output crops it and its ``mask`` (or None). In a notebook the figure replaces the previous one
+    in place; elsewhere it is written to ``path`` (a PNG) if given. ``title`` may hold ``{epoch}``.
 
     Taught in chapter 3 (A mini U-Net).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        (H, W) or (H, W, C) image, scaled as the network was trained (e.g. ``data.to_float``).
-    mask : numpy.ndarray, optional
-        (H, W) ground truth; no truth panel when None.
-    every : int
-        Show after every ``every``-th epoch, and after the last.
-    path : str or Path, optional
-        PNG file to (over)write with the latest figure.
-    predict : callable, optional
-        ``predict(model, image)`` returns the network's output for the whole image; by
-        default overlap-tile prediction. A smaller output (a valid U-Net applied directly)
-        is fine: image and mask are cropped to it.
-    title : str
-        Figure title; ``{epoch}`` is replaced by the epoch number.
     """
 
     def __init__(self, image, mask=None, every=1, path=None, predict=None, title="epoch {epoch}"):
         super().__init__()
-        self.image = np.asarray(image)
-        self.mask = None if mask is None else np.asarray(mask)
+        self.image, self.mask = np.asarray(image), None if mask is None else np.asarray(mask)
         if self.mask is not None and self.mask.shape != self.image.shape[:2]:
-            raise ValueError(f"mask shape {self.mask.shape} does not match image shape "
-                             f"{self.image.shape[:2]}.")
-        self.every, self.title = every, title
-        self.path = None if path is None else Path(path)
-        self.predict = predict or _predict_whole
-        self._handle = None
+            raise ValueError(f"mask shape {self.mask.shape} does not match image {self.image.shape[:2]}.")
+        self.every, self.path, self.predict, self.title = every, path, predict or tiling.predict_tiled, title
+        self.handle = None
 
     def on_epoch_end(self, epoch, logs=None):
         notebook = _in_notebook()
         if not _is_due(epoch, self.every, self.params) or not (notebook or self.path):
             return  # not now, or nowhere to show it: no prediction spent
-        png = self._png(epoch + 1)
+        prob = cell_probability(self.predict(self.model, self.image))
+        figure = plotting.show_prediction(self.image, self.mask, prob)
+        figure.suptitle(self.title.format(epoch=epoch + 1))
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        png = buffer.getvalue()
         if self.path is not None:
             files.write_atomically(self.path, lambda target: target.write_bytes(png))
         if notebook:
-            self._show(png)
+            from IPython.display import Image, display
 
-    def _png(self, epoch):
-        """The current ``plotting.show_prediction`` figure as PNG bytes."""
-        from unet_tutorial import plotting
-
-        prob = cell_probability(self.predict(self.model, self.image))
-        figure = plotting.show_prediction(self.image, self.mask, prob)
-        figure.suptitle(self.title.format(epoch=epoch))
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80)
-        return buffer.getvalue()
-
-    def _show(self, png):
-        from IPython.display import Image, display
-
-        if self._handle is None:
-            self._handle = display(Image(data=png), display_id=True)
-        else:
-            self._handle.update(Image(data=png))
+            if self.handle is None:
+                self.handle = display(Image(data=png), display_id=True)
+            else:
+                self.handle.update(Image(data=png))
 
 
 class ValidationScores(keras.callbacks.Callback):
-    """Log the challenge's V_Rand and V_Info of the validation slices as ``val_v_rand``, ``val_v_info``.
+    """Log the challenge's V_Rand and V_Info of the validation stack as ``val_v_rand`` and ``val_v_info``.
 
-    Every ``every`` epochs (and after the last) each validation image is predicted whole
-    and the stack is scored as the challenge scored it: ``challenge.isbi_scores`` with one
-    threshold for all slices. In the other epochs the values are NaN, which never counts
-    as an improvement. Put it before the callbacks that save or stop on these values
-    (``training.train`` does), so that they see them.
+    After every ``every``-th epoch and the last, each of ``images`` (scaled as in training) is predicted
+    whole (``predict(model, image)``, by default overlap-tile) and the stack is scored against ``masks`` as
+    the challenge did: ``challenge.isbi_scores``, one threshold for all slices. Other epochs log NaN, which
+    never counts as an improvement. ``training.train`` runs it before the callbacks that save.
 
     Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    images, masks : sequence of numpy.ndarray
-        Validation images (scaled as in training) and their masks (1 = cell, 0 = membrane).
-    every : int
-        Score every ``every``-th epoch: predicting whole images takes a while on a CPU.
-    predict : callable, optional
-        ``predict(model, image)`` returns the network's output for the whole image; by
-        default overlap-tile prediction.
     """
 
-    #: The names it logs.
     KEYS = ("val_v_rand", "val_v_info")
 
     def __init__(self, images, masks, every=1, predict=None):
         super().__init__()
         if len(images) != len(masks) or len(images) == 0:
-            raise ValueError(f"need the same, non-zero number of images and masks, got {len(images)} and "
-                             f"{len(masks)}.")
-        self.images = [np.asarray(image) for image in images]
-        self.masks = [np.asarray(mask) for mask in masks]
-        self.every = every
-        self.predict = predict or _predict_whole
+            raise ValueError(f"got {len(images)} images and {len(masks)} masks; pass one mask per image.")
+        self.images, self.masks, self.every = images, masks, every
+        self.predict = predict or tiling.predict_tiled
 
     def scores(self):
         """``{"val_v_rand": ..., "val_v_info": ...}`` of the current model on the validation stack."""
         probs = [cell_probability(self.predict(self.model, image)) for image in self.images]
-        masks = [tiling.center_crop(mask, prob.shape) for mask, prob in zip(self.masks, probs)]
+        masks = [tiling.center_crop(np.asarray(mask), prob.shape) for mask, prob in zip(self.masks, probs)]
         scores = challenge.isbi_scores(probs, masks)
         return {"val_v_rand": scores["v_rand"], "val_v_info": scores["v_info"]}
 
