@@ -236,8 +236,6 @@ def test_to_float_known_values():
     floats = data.to_float(np.array([3.5, -2.0]))
     assert floats.dtype == np.float32 and floats.tolist() == [3.5, -2.0]
     assert data.to_float(np.zeros((2, 3), np.uint8)).dtype == np.float32
-    with pytest.raises(TypeError):
-        data.to_float(np.array(["a"]))
 
 
 def test_percentile_normalize_known_values():
@@ -255,8 +253,8 @@ def test_percentile_normalize_rejects_bad_percentiles(low, high):
         data.percentile_normalize(np.arange(10), low, high)
 
 
-def test_percentile_normalize_rejects_nan_and_empty():
+def test_percentile_normalize_rejects_nan_and_infinity():
     with pytest.raises(ValueError, match="NaN"):
         data.percentile_normalize(np.array([0.0, np.nan, 1.0]))
-    with pytest.raises(ValueError, match="non-empty"):
-        data.percentile_normalize(np.array([]))
+    with pytest.raises(ValueError, match="nan_to_num"):
+        data.percentile_normalize(np.array([0.0, np.inf]))

@@ -6,6 +6,16 @@ were never published). :func:`load_isbi2012` reads them from disk, or downloads 
 into a cache (the tooling module :mod:`unet_tutorial.download`);
 :func:`load_isbi2012_or_synthetic` falls back to a synthetic stand-in so that a chapter
 still runs offline. Everything here takes and returns NumPy arrays.
+
+Where the stacks are looked for, in order: ``data_dir`` (the folder itself, then
+``data_dir/isbi2012``), ``$UNET_TUTORIAL_DATA/isbi2012`` and the download cache
+(``$UNET_TUTORIAL_CACHE/isbi2012`` or a folder in the user's cache). Downloads go into the
+cache only, and only after their pixels matched the stacks' SHA-256 sums; files elsewhere
+are read, never written, moved or deleted. The labels are stored as 255 = cell and
+0 = membrane; the masks here are 1 = cell and 0 = membrane.
+
+The validation slices are the last ones, not a random choice: neighbouring slices are
+alike, so a random split would put near-copies of validation slices into training.
 """
 
 from __future__ import annotations
@@ -40,25 +50,18 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Isbi2012:
-    """The ISBI 2012 stacks (or their synthetic stand-in).
+    """The ISBI 2012 stacks, (30, 512, 512) uint8 each, or their synthetic stand-in.
 
     Taught in chapter 1 (Semantic segmentation).
 
     Attributes
     ----------
-    train_images : numpy.ndarray
-        (30, 512, 512) uint8 electron micrographs.
-    train_masks : numpy.ndarray
-        (30, 512, 512) uint8, 1 = cell interior, 0 = membrane.
-    test_images : numpy.ndarray
-        (30, 512, 512) uint8; their labels were never published.
+    train_images, train_masks, test_images : numpy.ndarray
+        Electron micrographs, their masks (1 = cell interior, 0 = membrane), unlabelled test images.
     source : pathlib.Path or None
         Folder the stacks were read from; None for synthetic data.
-    is_synthetic : bool
-        True for the synthetic stand-in.
-    note : str
-        Empty for real data; for synthetic data, why the real data was unavailable and how
-        to get it.
+    is_synthetic, note : bool, str
+        True for synthetic data, with a note saying why the real data was unavailable and how to get it.
     """
 
     train_images: np.ndarray
@@ -70,89 +73,59 @@ class Isbi2012:
 
     def __repr__(self) -> str:
         kind = "synthetic" if self.is_synthetic else f"from {self.source}"
-        return (
-            f"Isbi2012({kind}: train_images{self.train_images.shape}, "
-            f"train_masks{self.train_masks.shape}, test_images{self.test_images.shape})"
-        )
-
-
-def _folders_to_search(data_dir) -> list[Path]:
-    """Where :func:`load_isbi2012` looks for the stacks, in order."""
-    folders = []
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"data_dir={str(data_dir)!r} is not an existing folder. Pass the folder holding "
-                f"{', '.join(ISBI2012_FILES)} (or its parent holding isbi2012/), or leave "
-                "data_dir=None to use $UNET_TUTORIAL_DATA and the download cache."
-            )
-        folders += [folder, folder / "isbi2012"]
-    if os.environ.get("UNET_TUTORIAL_DATA"):
-        folders.append(Path(os.environ["UNET_TUTORIAL_DATA"]).expanduser() / "isbi2012")
-    return folders + [cache_dir()]
+        shapes = (self.train_images.shape, self.train_masks.shape, self.test_images.shape)
+        return "Isbi2012({}: train_images{}, train_masks{}, test_images{})".format(kind, *shapes)
 
 
 def load_isbi2012(data_dir=None, download=True) -> Isbi2012:
     """Load the ISBI 2012 stacks from the first folder holding all three, or download them.
 
+    The folders searched, in order, are listed in the module docstring.
     Taught in chapter 1 (Semantic segmentation).
-
-    The folders searched are ``data_dir`` (the folder itself, then ``data_dir/isbi2012``),
-    ``$UNET_TUTORIAL_DATA/isbi2012`` and the download cache (``$UNET_TUTORIAL_CACHE/isbi2012``
-    or a folder in the user's cache). Downloads go into the cache only: files elsewhere are
-    read, never written, moved or deleted.
 
     Parameters
     ----------
     data_dir : str or os.PathLike, optional
-        Folder holding ``train-volume.tif``, ``train-labels.tif`` and ``test-volume.tif``,
-        or its parent holding ``isbi2012/``.
+        Folder holding the three ``.tif`` stacks, or its parent holding ``isbi2012/``.
     download : bool
-        Download the stacks missing from the cache when no folder holds all three; every
-        download is checked against the stacks' pixel checksums.
+        Download the stacks missing from the cache when no folder holds all three.
 
     Returns
     -------
     Isbi2012
-        The labels (stored as 255 = cell, 0 = membrane) as masks: 1 = cell, 0 = membrane.
 
     Raises
     ------
-    DataUnavailableError
-        No folder holds the stacks and no download worked; the message lists the folders
-        searched, each download tried and what to do.
-    CorruptFileError
-        A stack on disk is damaged (not (30, 512, 512) uint8, or labels not 0/255). It is
-        left untouched; the message says how to replace it.
+    DataUnavailableError, CorruptFileError
+        No stacks and no download that worked, or a damaged stack; the message says what to do.
     """
-    folders = _folders_to_search(data_dir)
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    if folder is not None and not folder.is_dir():
+        raise FileNotFoundError(
+            f"data_dir={str(data_dir)!r} is not an existing folder. Pass the folder holding "
+            f"{', '.join(ISBI2012_FILES)} (or its parent holding isbi2012/), or leave "
+            "data_dir=None to use $UNET_TUTORIAL_DATA and the download cache."
+        )
+    folders = [] if folder is None else [folder, folder / "isbi2012"]
+    if os.environ.get("UNET_TUTORIAL_DATA"):
+        folders.append(Path(os.environ["UNET_TUTORIAL_DATA"]).expanduser() / "isbi2012")
+    folders.append(cache_dir())
     found = [folder for folder in folders if all((folder / name).is_file() for name in ISBI2012_FILES)]
-    if found:
-        folder = found[0]
-    elif download:
-        folder = download_isbi2012(folders)
-    else:
+    if not found and not download:
         raise DataUnavailableError(not_found_message(folders, attempts=None))
+    folder = found[0] if found else download_isbi2012(folders)
     images, labels, test_images = (read_stack(folder / name) for name in ISBI2012_FILES)
     return Isbi2012(images, (labels == 255).astype(np.uint8), test_images, source=folder)
 
 
 def split_isbi2012(dataset: Isbi2012, n_val: int = 5):
-    """Split the training stack into the book's fixed train / validation parts.
+    """The book's fixed split: the last ``n_val`` slices are held out (25-29 of 0-29 by default).
 
     Taught in chapter 1 (Semantic segmentation).
 
-    The last ``n_val`` slices are held out (slices 0-24 train, 25-29 validation by
-    default). There is no shuffling: neighbouring slices are alike, so a random split would
-    put near-copies of validation slices into training.
-
     Parameters
     ----------
-    dataset : Isbi2012
-        From :func:`load_isbi2012` or :func:`load_isbi2012_or_synthetic`.
-    n_val : int
-        Number of validation slices, at least 1 and fewer than the stack.
+    dataset, n_val : Isbi2012 and the number of validation slices
 
     Returns
     -------
@@ -161,9 +134,7 @@ def split_isbi2012(dataset: Isbi2012, n_val: int = 5):
     """
     n = len(dataset.train_images)
     if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or not 1 <= n_val < n:
-        raise ValueError(
-            f"n_val must be an integer from 1 to {n - 1} (the stack has {n} slices), got {n_val!r}."
-        )
+        raise ValueError(f"n_val must be an integer from 1 to {n - 1} (of {n} slices), got {n_val!r}.")
     cut = n - int(n_val)
     images, masks = dataset.train_images, dataset.train_masks
     return images[:cut].copy(), masks[:cut].copy(), images[cut:].copy(), masks[cut:].copy()
@@ -176,20 +147,14 @@ def load_isbi2012_or_synthetic(data_dir=None, download=True, n_synthetic=30, see
 
     Parameters
     ----------
-    data_dir, download
-        As for :func:`load_isbi2012`.
-    n_synthetic : int
-        Slices in each synthetic stack (512 x 512), see
-        :func:`unet_tutorial.synthetic.synthetic_membranes`.
-    seed : int
-        Seed of the synthetic stacks.
+    data_dir, download : as for :func:`load_isbi2012`
+    n_synthetic, seed : int
+        Slices (512 x 512) and seed of :func:`unet_tutorial.synthetic.synthetic_membranes`.
 
     Returns
     -------
     Isbi2012
-        Real data with ``note == ""``, or synthetic data with ``is_synthetic=True`` and a
-        ``note`` saying why the real data was unavailable and how to get it; the same text is
-        issued as a warning.
+        Real data, or synthetic data whose ``note``, also issued as a warning, says why.
     """
     try:
         return load_isbi2012(data_dir, download)
@@ -207,48 +172,29 @@ def load_isbi2012_or_synthetic(data_dir=None, download=True, n_synthetic=30, see
 
 
 def to_float(images) -> np.ndarray:
-    """Scale images to float32 for a network; the one image scaling of the book.
+    """Scale images to float32 for a network, the one image scaling of the book.
 
+    Integers are divided by their dtype's largest value (uint8 by 255, uint16 by 65535), so
+    [0, max] becomes [0, 1]; booleans become 0/1 and floats are only cast.
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    images : array_like
-        Integer images are divided by their dtype's largest value (uint8 by 255, uint16 by
-        65535), so [0, max] becomes [0, 1]. Booleans become 0/1. Floats are kept as they
-        are, only cast to float32.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32, same shape.
 
     Examples
     --------
-    >>> to_float(np.array([0, 51, 255], np.uint8))
-    array([0. , 0.2, 1. ], dtype=float32)
-    >>> to_float(np.array([0, 13107, 65535], np.uint16))
-    array([0. , 0.2, 1. ], dtype=float32)
-    >>> to_float(np.array([0.5, 3.0]))
-    array([0.5, 3. ], dtype=float32)
+    >>> to_float(np.array([0, 51, 255], np.uint8)), to_float(np.array([0, 13107, 65535], np.uint16))
+    (array([0. , 0.2, 1. ], dtype=float32), array([0. , 0.2, 1. ], dtype=float32))
     """
     array = np.asarray(images)
-    if array.dtype == bool:
-        return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         return (array / np.float64(np.iinfo(array.dtype).max)).astype(np.float32)
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32)
-    raise TypeError(f"to_float expects integer, boolean or float images, got dtype {array.dtype}.")
+    return array.astype(np.float32)
 
 
 def percentile_normalize(image, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Stretch intensities between two percentiles to [0, 1], clipping the rest.
-
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    """Stretch intensities between two percentiles of the image to [0, 1], clipping the rest.
 
     A few extreme pixels cannot set the scale, and any bit depth works, which makes images
-    from different instruments comparable. Percentiles are taken over the whole array.
+    from different instruments comparable. Taught in chapter 7 (Your own data and pretrained
+    encoders).
 
     Parameters
     ----------
@@ -267,17 +213,11 @@ def percentile_normalize(image, low: float = 1.0, high: float = 99.8) -> np.ndar
     >>> percentile_normalize(np.array([0, 10, 20, 30, 40]), low=25, high=75)
     array([0. , 0. , 0.5, 1. , 1. ], dtype=float32)
     """
-    array = np.asarray(image)
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise TypeError(f"percentile_normalize expects a real-valued image, got dtype {array.dtype}.")
+    array = np.asarray(image, dtype=np.float64)
     if not 0 <= low < high <= 100:
-        raise ValueError(f"Need 0 <= low < high <= 100, got low={low}, high={high}.")
-    array = array.astype(np.float64)
-    if array.size == 0 or not np.isfinite(array).all():
-        raise ValueError(
-            "percentile_normalize needs a non-empty image without NaN or infinite values "
-            "(replace them first, e.g. np.nan_to_num)."
-        )
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}.")
+    if not np.isfinite(array).all():
+        raise ValueError("the image holds NaN or infinite values; replace them first, e.g. np.nan_to_num.")
     lo, hi = np.percentile(array, [low, high])
     if hi <= lo:
         return np.zeros(array.shape, np.float32)
