@@ -19,8 +19,17 @@ TRANSFORMS = {
     "rot90": dict(rot90=True),
     "elastic": dict(elastic=True),
     "legacy": dict(augment.LEGACY_PARAMS),
-    "all": dict(rotation_range=30, width_shift_range=0.1, height_shift_range=0.1, shear_range=10,
-                zoom_range=0.2, horizontal_flip=True, vertical_flip=True, rot90=True, elastic=True),
+    "all": dict(
+        rotation_range=30,
+        width_shift_range=0.1,
+        height_shift_range=0.1,
+        shear_range=10,
+        zoom_range=0.2,
+        horizontal_flip=True,
+        vertical_flip=True,
+        rot90=True,
+        elastic=True,
+    ),
 }
 SEEDS = (0, 1, 2)
 
@@ -91,7 +100,8 @@ def test_elastic_deform_aligns_image_mask_and_weights(realistic_mask):
     image = realistic_mask.astype(np.float32)
     weights = 1.0 + 4.0 * realistic_mask.astype(np.float32)
     out_image, out_mask, out_weights = augment.elastic_deform(
-        image, realistic_mask, np.random.default_rng(3), order=0, weights=weights)
+        image, realistic_mask, np.random.default_rng(3), order=0, weights=weights
+    )
     np.testing.assert_array_equal(out_image, out_mask)
     # weights are linear, so near mask edges they may be in between; elsewhere 1 or 5
     flat = ndimage.morphological_gradient(out_mask, size=5) == 0
@@ -105,7 +115,8 @@ def test_weights_get_the_same_geometry_as_the_image():
     smooth = ndimage.gaussian_filter(rng.random((96, 96)), 3).astype(np.float64)
     mask = (smooth > smooth.mean()).astype(np.uint8)
     out_image, _, out_weights = augment.random_transform(
-        smooth, mask, np.random.default_rng(5), weights=smooth, image_order=1, **TRANSFORMS["all"])
+        smooth, mask, np.random.default_rng(5), weights=smooth, image_order=1, **TRANSFORMS["all"]
+    )
     np.testing.assert_allclose(out_weights, out_image, atol=1e-12)
     assert not np.allclose(out_weights, smooth)  # something did happen
 
@@ -118,16 +129,25 @@ def test_flips_and_rot90_are_exact_array_operations():
     weights = rng.random((24, 24))
     seen = set()
     for seed in range(40):
-        out = augment.random_transform(image, mask, np.random.default_rng(seed), weights=weights,
-                                       horizontal_flip=True, vertical_flip=True, rot90=True)
+        out = augment.random_transform(
+            image,
+            mask,
+            np.random.default_rng(seed),
+            weights=weights,
+            horizontal_flip=True,
+            vertical_flip=True,
+            rot90=True,
+        )
         match = None
         for lr in (False, True):
             for ud in (False, True):
                 for k in range(4):
+
                     def op(a, lr=lr, ud=ud, k=k):
                         a = np.flip(a, 1) if lr else a
                         a = np.flip(a, 0) if ud else a
                         return np.rot90(a, k, axes=(0, 1))
+
                     if np.array_equal(out[0], op(image)):
                         match = (lr, ud, k)
                         np.testing.assert_array_equal(out[1], op(mask))
@@ -167,10 +187,16 @@ def test_apply_affine_shift_moves_content_down_and_right():
 
 
 @pytest.mark.filterwarnings("ignore:Please import `affine_transform`:DeprecationWarning")
-@pytest.mark.parametrize("params", [
-    dict(theta=17.0), dict(shift=(3.3, -2.2)), dict(shear=12.0), dict(zoom=(1.2, 0.9)),
-    dict(theta=-20.0, shift=(2.0, 5.0), shear=7.0, zoom=(0.9, 1.1)),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(theta=17.0),
+        dict(shift=(3.3, -2.2)),
+        dict(shear=12.0),
+        dict(zoom=(1.2, 0.9)),
+        dict(theta=-20.0, shift=(2.0, 5.0), shear=7.0, zoom=(0.9, 1.1)),
+    ],
+)
 def test_apply_affine_reproduces_the_legacy_keras_geometry(params):
     legacy = pytest.importorskip("keras.src.legacy.preprocessing.image")
     rng = np.random.default_rng(1)
@@ -179,9 +205,19 @@ def test_apply_affine_reproduces_the_legacy_keras_geometry(params):
     out_image, _ = augment.apply_affine(image, mask, order=1, mode="nearest", **params)
     shift, zoom = params.get("shift", (0, 0)), params.get("zoom", (1, 1))
     expected = legacy.apply_affine_transform(
-        image[..., None], theta=params.get("theta", 0), tx=-shift[1], ty=-shift[0],
-        shear=params.get("shear", 0), zx=zoom[1], zy=zoom[0], row_axis=0, col_axis=1,
-        channel_axis=2, order=1, fill_mode="nearest")[..., 0]
+        image[..., None],
+        theta=params.get("theta", 0),
+        tx=-shift[1],
+        ty=-shift[0],
+        shear=params.get("shear", 0),
+        zx=zoom[1],
+        zy=zoom[0],
+        row_axis=0,
+        col_axis=1,
+        channel_axis=2,
+        order=1,
+        fill_mode="nearest",
+    )[..., 0]
     np.testing.assert_allclose(out_image, expected, atol=1e-10)
 
 
@@ -190,9 +226,11 @@ def test_identity_parameters_return_equal_copies():
     image = rng.integers(0, 256, (40, 50), dtype=np.uint8)
     mask = rng.integers(0, 2, (40, 50)).astype(np.uint8)
     weights = rng.random((40, 50)).astype(np.float32)
-    for out in (augment.random_transform(image, mask, np.random.default_rng(0), weights=weights),
-                augment.elastic_deform(image, mask, np.random.default_rng(0), sigma=0.0, weights=weights),
-                augment.apply_affine(image, mask, weights=weights)):
+    for out in (
+        augment.random_transform(image, mask, np.random.default_rng(0), weights=weights),
+        augment.elastic_deform(image, mask, np.random.default_rng(0), sigma=0.0, weights=weights),
+        augment.apply_affine(image, mask, weights=weights),
+    ):
         for got, original in zip(out, (image, mask, weights)):
             np.testing.assert_array_equal(got, original)
             assert got.dtype == original.dtype
@@ -218,8 +256,9 @@ def test_masks_keep_their_label_set():
     mask = labels[(ndimage.gaussian_filter(rng.random((80, 80)), 3) * 30).astype(int) % 3]
     image = rng.random((80, 80, 2)).astype(np.float32)
     for mode in ("mirror", "constant", "nearest", "reflect", "wrap"):
-        _, out_mask = augment.random_transform(image, mask, np.random.default_rng(1), fill_mode=mode,
-                                               **TRANSFORMS["all"])
+        _, out_mask = augment.random_transform(
+            image, mask, np.random.default_rng(1), fill_mode=mode, **TRANSFORMS["all"]
+        )
         assert set(np.unique(out_mask)) <= set(labels.tolist()), mode
         assert out_mask.dtype == mask.dtype
     bool_mask = mask > 0
@@ -234,8 +273,9 @@ def test_uint8_colour_image_stays_uint8_in_range():
     out_image, _ = augment.random_transform(image, mask, np.random.default_rng(0), **augment.PAPER_PARAMS)
     assert out_image.dtype == np.uint8 and out_image.shape == image.shape
     # cubic overshoot is clipped; float images stay inside their input range
-    out_float, _ = augment.random_transform(image / 255.0, mask, np.random.default_rng(0),
-                                            **TRANSFORMS["all"])
+    out_float, _ = augment.random_transform(
+        image / 255.0, mask, np.random.default_rng(0), **TRANSFORMS["all"]
+    )
     assert out_float.min() >= 0.0 and out_float.max() <= 1.0
 
 
@@ -336,8 +376,9 @@ def test_errors_are_clear():
 
 def test_parameter_sets_have_the_documented_values():
     legacy = augment._check_params(augment.LEGACY_PARAMS)
-    assert [legacy[k] for k in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range")] \
-        == [0.2, 0.05, 0.05, 0.05]
+    assert [
+        legacy[k] for k in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range")
+    ] == [0.2, 0.05, 0.05, 0.05]
     assert legacy["zoom_range"] == (0.95, 1.05)
     assert legacy["horizontal_flip"] and not legacy["elastic"] and legacy["fill_mode"] == "nearest"
     paper = augment._check_params(augment.PAPER_PARAMS)

@@ -9,8 +9,17 @@ from scipy import ndimage
 
 from unet_tutorial import augment, dataset, tiling
 
-ALL_GEOMETRY = dict(rotation_range=30, width_shift_range=0.1, height_shift_range=0.1, shear_range=10,
-                    zoom_range=0.2, horizontal_flip=True, vertical_flip=True, rot90=True, elastic=True)
+ALL_GEOMETRY = dict(
+    rotation_range=30,
+    width_shift_range=0.1,
+    height_shift_range=0.1,
+    shear_range=10,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    vertical_flip=True,
+    rot90=True,
+    elastic=True,
+)
 
 
 def blob_mask(size=160, seed=0):
@@ -42,7 +51,7 @@ def reflect_window(image, top, left, size):
     """The dataset's input window, by slicing an np.pad(mode="reflect") copy."""
     pad = 100
     padded = np.pad(image, pad, mode="reflect")
-    return padded[top + pad: top + pad + size, left + pad: left + pad + size]
+    return padded[top + pad : top + pad + size, left + pad : left + pad + size]
 
 
 def test_training_crops_mirror_like_np_pad_reflect():
@@ -100,8 +109,16 @@ def test_dataset_label_window_is_centred_in_the_mirrored_input():
 def test_dataset_centring_with_image_equal_to_mask_and_augmentation(realistic_mask):
     images = [realistic_mask * 255]
     params = dict(ALL_GEOMETRY, image_order=0)
-    ds = dataset.SegmentationDataset(images, [realistic_mask], 60, 20, batch_size=4, augment=params,
-                                     weights=[1.0 + realistic_mask * 2.0], steps_per_epoch=3)
+    ds = dataset.SegmentationDataset(
+        images,
+        [realistic_mask],
+        60,
+        20,
+        batch_size=4,
+        augment=params,
+        weights=[1.0 + realistic_mask * 2.0],
+        steps_per_epoch=3,
+    )
     for index in range(3):
         x, y, w = ds[index]
         np.testing.assert_array_equal(x[:, 20:40, 20:40, :], y)
@@ -116,8 +133,9 @@ def test_dataset_is_reproducible_per_seed_epoch_and_index():
     images = [(m * 255).astype(np.uint8) for m in masks]
 
     def make(seed):
-        return dataset.SegmentationDataset(images, masks, 32, batch_size=2, steps_per_epoch=4,
-                                           augment=augment.PAPER_PARAMS, seed=seed)
+        return dataset.SegmentationDataset(
+            images, masks, 32, batch_size=2, steps_per_epoch=4, augment=augment.PAPER_PARAMS, seed=seed
+        )
 
     a, b = make(0), make(0)
     later = a[3]  # asking out of order must not change the content
@@ -172,8 +190,17 @@ def test_dataset_trains_a_tiny_keras_model_with_sample_weights():
     masks = [blob_mask(32, s) for s in range(2)]
     images = [(m * 200 + 20).astype(np.uint8) for m in masks]
     weights = [1.0 + 2.0 * m for m in masks]
-    ds = dataset.SegmentationDataset(images, masks, 20, 16, weights=weights, batch_size=2, steps_per_epoch=1,
-                                     augment=augment.LEGACY_PARAMS, workers=2)
+    ds = dataset.SegmentationDataset(
+        images,
+        masks,
+        20,
+        16,
+        weights=weights,
+        batch_size=2,
+        steps_per_epoch=1,
+        augment=augment.LEGACY_PARAMS,
+        workers=2,
+    )
     assert ds.workers == 2
     inputs = keras.Input((20, 20, 1))
     hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -184,5 +211,3 @@ def test_dataset_trains_a_tiny_keras_model_with_sample_weights():
     assert np.isfinite(history.history["loss"][0])
     # Keras 3 calls on_epoch_end when fit starts and after every epoch
     assert ds.epoch >= 1
-
-

@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import tifffile
+from PIL import Image
 
 from .files import write_atomically
 
@@ -200,8 +202,6 @@ class _Collect(logging.Handler):
 
 def _read_tiff_checked(path: Path) -> np.ndarray:
     """Read a TIFF; any exception or tifffile warning means a damaged file."""
-    import tifffile
-
     collector, logger = _Collect(), logging.getLogger("tifffile")
     logger.addHandler(collector)
     try:
@@ -305,14 +305,10 @@ def _mirrors() -> tuple[str, ...]:
 
 
 def _decode_tiff(payload: bytes) -> np.ndarray:
-    import tifffile
-
     return tifffile.imread(io.BytesIO(payload))
 
 
 def _decode_png(payload: bytes) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(io.BytesIO(payload)) as image:
         return np.asarray(image)
 
@@ -376,8 +372,6 @@ def _stack_from(base, name, attempts) -> np.ndarray | None:
 
 
 def _save(stack, path: Path) -> None:
-    import tifffile
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda temporary: tifffile.imwrite(temporary, stack, photometric="minisblack"))
 

@@ -8,6 +8,8 @@ The output is fixed by the seed; tests and chapters rely on it staying bit-ident
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
 __all__ = ["synthetic_membranes", "synthetic_test_stack"]
 
@@ -41,9 +43,6 @@ def _cell_seeds(rng, size) -> np.ndarray:
 
 def _membrane_layout(rng, size):
     """Perturbed Voronoi cells: (membrane bool, cell id, distance to membrane centre)."""
-    from scipy import ndimage
-    from scipy.spatial import cKDTree
-
     seeds = _cell_seeds(rng, size)
     grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
     # Warping the sampling grid bends the straight Voronoi edges into curves.
@@ -79,8 +78,6 @@ def _vesicle_impulses(rng, size, n_cells) -> np.ndarray:
 
 
 def _synthetic_slice(rng, size):
-    from scipy import ndimage
-
     membrane, cell_id, inside_depth = _membrane_layout(rng, size)
     n_cells = int(cell_id.max()) + 1
     image = rng.uniform(0.58, 0.74, n_cells).astype(np.float32)[cell_id]
