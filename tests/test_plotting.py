@@ -62,7 +62,6 @@ def test_overlay_keeps_rgb_images_and_uint16_scaling():
     [
         (np.zeros((2, 2)), np.zeros((3, 3), bool), {}, "must match"),
         (np.full((2, 2), 2.0), np.zeros((2, 2), bool), {}, r"\[0, 1\]"),
-        (np.zeros((2, 2)), np.zeros((2, 2), bool), {"alpha": 1.5}, "alpha"),
         (np.zeros((2, 2)), np.zeros((2, 2), bool), {"color": (255, 0, 0)}, "color"),
     ],
 )
@@ -132,8 +131,7 @@ def test_show_images_renders_to_png():
         ([], {}, ValueError),
         ([np.zeros((2, 2, 5))], {}, ValueError),
         (np.zeros(5), {}, ValueError),
-        ("image.png", {}, TypeError),
-        ([np.zeros((2, 2))], {"ncols": 0}, ValueError),
+        ("image.png", {}, ValueError),
     ],
 )
 def test_show_images_rejects_bad_input(images, kwargs, error):
@@ -209,7 +207,7 @@ def test_show_field_of_zero_field_is_a_square_grid_over_the_image():
 
 
 def test_show_field_rejects_bad_input():
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="of one shape"):
         plotting.show_field(np.zeros((4, 4)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="step"):
         plotting.show_field(np.zeros((4, 4)), np.zeros((4, 4)), step=0)
@@ -229,7 +227,7 @@ def test_show_feature_maps_shows_first_n_channels():
 
 
 def test_show_feature_maps_rejects_batches_and_bad_shapes():
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match="one image's"):
         plotting.show_feature_maps(np.zeros((2, 4, 4, 3)))
     with pytest.raises(ValueError):
         plotting.show_feature_maps(np.zeros((4, 4)))
