@@ -25,8 +25,9 @@ def arrays():
 def fit(arrays, run_dir, epochs, watchers, **kwargs):
     x, y = arrays
     data = SegmentationDataset(x, y, 16, batch_size=2, steps_per_epoch=1)
-    return training.train(tiny_model(), data, run_dir=run_dir, epochs=epochs, callbacks=watchers, verbose=0,
-                          **kwargs)
+    return training.train(
+        tiny_model(), data, run_dir=run_dir, epochs=epochs, callbacks=watchers, verbose=0, **kwargs
+    )
 
 
 # --------------------------------------------------------------------------- cell probability
@@ -105,8 +106,9 @@ def test_live_preview_updates_one_notebook_display(tmp_path, arrays, monkeypatch
 def test_live_preview_crops_to_a_smaller_output_and_uses_tiling_by_default(tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks, "_in_notebook", lambda: False)
     image = np.random.default_rng(1).random((40, 40)).astype("float32")
-    smaller = callbacks.LivePreview(image, image > 0.5, path=tmp_path / "a.png",
-                                    predict=lambda m, im: np.zeros((20, 20, 1)))
+    smaller = callbacks.LivePreview(
+        image, image > 0.5, path=tmp_path / "a.png", predict=lambda m, im: np.zeros((20, 20, 1))
+    )
     default = callbacks.LivePreview(image, image > 0.5, path=tmp_path / "b.png")
     for preview in (smaller, default):
         preview.set_model(tiny_model())

@@ -10,8 +10,9 @@ from unet_tutorial import model_files, models
 
 
 def tiny_model(padding="same", base_filters=2, depth=1, optimizer="adam", seed=0):
-    model = models.unet((None, None, 1), padding=padding, depth=depth, base_filters=base_filters,
-                        dropout=0.0, seed=seed)
+    model = models.unet(
+        (None, None, 1), padding=padding, depth=depth, base_filters=base_filters, dropout=0.0, seed=seed
+    )
     opt = keras.optimizers.Adam(1e-2) if optimizer == "adam" else keras.optimizers.SGD(1e-2, momentum=0.9)
     model.compile(optimizer=opt, loss="binary_crossentropy", run_eagerly=True)
     return model
@@ -32,8 +33,11 @@ def saved_valid(tmp_path_factory):
 def test_architecture_of_model_and_file_agree(saved_valid):
     path, model = saved_valid
     described = model_files._model_architecture(model)
-    assert described == model_files._file_architecture(path) == {
-        "channels": 1, "n_classes": 1, "base_filters": 2, "depth": 2, "padding": "valid"}
+    assert (
+        described
+        == model_files._file_architecture(path)
+        == {"channels": 1, "n_classes": 1, "base_filters": 2, "depth": 2, "padding": "valid"}
+    )
     mini = model_files._model_architecture(models.mini_unet((None, None, 3), n_classes=3, base_filters=8))
     assert (mini["depth"], mini["n_classes"], mini["channels"]) == (2, 3, 3)
 

@@ -15,10 +15,15 @@ STEPS = 2  # batches per epoch of the crops below
 
 
 def tiny_model(base_filters=2, seed=0, metrics_=()):
-    model = models.unet((None, None, 1), padding="same", depth=1, base_filters=base_filters, dropout=0.0,
-                        seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy", metrics=list(metrics_),
-                  run_eagerly=True)  # no tracing: fast tests
+    model = models.unet(
+        (None, None, 1), padding="same", depth=1, base_filters=base_filters, dropout=0.0, seed=seed
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="binary_crossentropy",
+        metrics=list(metrics_),
+        run_eagerly=True,
+    )  # no tracing: fast tests
     return model
 
 
@@ -188,8 +193,15 @@ def test_best_checkpoint_follows_monitor_across_resume(tmp_path, arrays):
 def test_changed_monitor_warns_and_restarts_the_best(tmp_path, arrays):
     fit(tiny_model(), arrays, tmp_path, epochs=1)
     with pytest.warns(UserWarning, match="chosen by 'val_loss', now by 'val_score'"):
-        fit(tiny_model(), arrays, tmp_path, epochs=2, callbacks=[InjectScore([0.1])], monitor="val_score",
-            mode="max")
+        fit(
+            tiny_model(),
+            arrays,
+            tmp_path,
+            epochs=2,
+            callbacks=[InjectScore([0.1])],
+            monitor="val_score",
+            mode="max",
+        )
     assert training.read_state(tmp_path)["best_epoch"] == 2
 
 
@@ -276,8 +288,9 @@ def test_plot_learning_curves_draws_the_history(tmp_path):
     import matplotlib.pyplot as plt
 
     history = tmp_path / training.HISTORY
-    history.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,0.9,NA,1.0\n1,0.7,0.05,NA,0.7\n"
-                       "2,0.8,0.04,NA,0.6\n")
+    history.write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,0.9,NA,1.0\n1,0.7,0.05,NA,0.7\n2,0.8,0.04,NA,0.6\n"
+    )
     figure = training.plot_learning_curves(history)
     try:
         axes = figure.axes

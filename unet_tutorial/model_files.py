@@ -54,8 +54,10 @@ def _file_architecture(path):
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json")).get("config", {})
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a readable .keras file ({error}); it may be damaged or only partly "
-                         "copied. Use another checkpoint (e.g. best.keras or last.keras).") from error
+        raise ValueError(
+            f"{path} is not a readable .keras file ({error}); it may be damaged or only partly "
+            "copied. Use another checkpoint (e.g. best.keras or last.keras)."
+        ) from error
     layers = [(layer.get("class_name"), layer.get("config", {})) for layer in config.get("layers", [])]
     shape = next((config.get("batch_shape") for kind, config in layers if kind == "InputLayer"), None)
     return _architecture(layers, shape)
@@ -66,8 +68,9 @@ def _existing_file(path, suffixes):
     if not path.exists():
         raise FileNotFoundError(f"No such file: {path}. Check the path (on Colab, is Google Drive mounted?).")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder; pass the checkpoint file inside it, e.g. "
-                         f"{path / 'best.keras'}.")
+        raise ValueError(
+            f"{path} is a folder; pass the checkpoint file inside it, e.g. {path / 'best.keras'}."
+        )
     if not str(path).endswith(suffixes):
         raise ValueError(f"{path} is not a {' or '.join(suffixes)} file.")
     return path
@@ -81,8 +84,11 @@ def _differences(saved, wanted, other):
     >>> _differences({"padding": "valid", "depth": 4}, {"padding": "same", "depth": None}, "model")
     ["padding: file has 'valid', model has 'same'"]
     """
-    return [f"{key}: file has {saved[key]!r}, {other} has {wanted[key]!r}" for key in wanted
-            if saved.get(key) is not None and wanted[key] is not None and saved[key] != wanted[key]]
+    return [
+        f"{key}: file has {saved[key]!r}, {other} has {wanted[key]!r}"
+        for key in wanted
+        if saved.get(key) is not None and wanted[key] is not None and saved[key] != wanted[key]
+    ]
 
 
 def load_weights_checked(model, path):
@@ -115,15 +121,19 @@ def load_weights_checked(model, path):
     hint = "Build the model with the settings the weights were trained with."
     if str(path).endswith(".keras"):
         saved = _file_architecture(path)
-        hint = (f"Build the model with the saved settings (padding={saved['padding']!r}, "
-                f"depth={saved['depth']}, base_filters={saved['base_filters']}, "
-                f"n_classes={saved['n_classes']}, "
-                f"{saved['channels']} input channel(s)), or load the whole model with "
-                "load_model_checked(path).")
+        hint = (
+            f"Build the model with the saved settings (padding={saved['padding']!r}, "
+            f"depth={saved['depth']}, base_filters={saved['base_filters']}, "
+            f"n_classes={saved['n_classes']}, "
+            f"{saved['channels']} input channel(s)), or load the whole model with "
+            "load_model_checked(path)."
+        )
         differences = _differences(saved, current, "model")
         if differences:
-            raise ValueError(f"{path} holds a different architecture than model {model.name!r}: "
-                             + "; ".join(differences) + ". " + hint)
+            raise ValueError(
+                f"{path} holds a different architecture than model {model.name!r}: "
+                f"{'; '.join(differences)}. {hint}"
+            )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -131,13 +141,16 @@ def load_weights_checked(model, path):
         except (ValueError, KeyError) as error:
             said = "\n".join(str(error).strip().splitlines()[:3])[:500]  # Keras can print pages of tensors
             facts = ", ".join(f"{key}={value!r}" for key, value in current.items())
-            raise ValueError(f"The weights in {path} do not fit model {model.name!r} ({facts}). {hint}\n"
-                             f"Keras said: {said}") from error
+            raise ValueError(
+                f"The weights in {path} do not fit model {model.name!r} ({facts}). {hint}\nKeras said: {said}"
+            ) from error
     for warning in caught:
         if "optimizer" in str(warning.message):
-            warnings.warn(f"The optimizer state in {path} does not match this model's optimizer (another "
-                          "optimizer type?), so training continues with a fresh optimizer state.",
-                          stacklevel=2)
+            warnings.warn(
+                f"The optimizer state in {path} does not match this model's optimizer (another "
+                "optimizer type?), so training continues with a fresh optimizer state.",
+                stacklevel=2,
+            )
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return model
@@ -179,14 +192,17 @@ def load_model_checked(path, expected=None, compile=True):
             raise ValueError(f"expected has unknown keys {unknown}; use some of {list(_COMPARED)}.")
         differences = _differences(_file_architecture(path), wanted, "expected")
         if differences:
-            raise ValueError(f"{path} holds a different architecture than expected: " + "; ".join(differences)
-                             + ". Use the checkpoint of the right run, or change the expected settings "
-                             "to match.")
+            raise ValueError(
+                f"{path} holds a different architecture than expected: {'; '.join(differences)}. "
+                "Use the checkpoint of the right run, or change the expected settings to match."
+            )
     from unet_tutorial import losses  # noqa: F401 - registers the book's losses for loading
 
     try:
         return keras.saving.load_model(path, compile=compile)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"Could not load {path}: {error}\nIf it was trained with a custom loss or metric, "
-                         "import the module that defines it first, or pass compile=False to load it for "
-                         "prediction only.") from error
+        raise ValueError(
+            f"Could not load {path}: {error}\nIf it was trained with a custom loss or metric, "
+            "import the module that defines it first, or pass compile=False to load it for "
+            "prediction only."
+        ) from error
