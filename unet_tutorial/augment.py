@@ -294,16 +294,17 @@ def elastic_deform(image, mask, rng, grid=3, sigma=10.0, order=3, mode="mirror",
 
 
 # --------------------------------------------------------------------------- random_transform
+def _draw(rng, centre, spread):
+    """A number drawn uniformly from [centre - spread, centre + spread]; no draw for spread 0."""
+    return rng.uniform(centre - spread, centre + spread) if spread else centre
+
+
 def _draw_affine(p, shape, rng):
-    """Draw rotation, shift, shear and zoom in turn (no draw for a zero range); None if all are zero."""
-
-    def uniform(limit):
-        return rng.uniform(-limit, limit) if limit else 0.0
-
-    theta = uniform(p["rotation_range"])
+    """Draw rotation, shift, shear and zoom in turn; None if all are zero."""
+    theta = _draw(rng, 0.0, p["rotation_range"])
     ranges = (p["height_shift_range"], p["width_shift_range"])
-    shift = tuple(uniform(s) * (n if s < 1 else 1) for s, n in zip(ranges, shape))  # s < 1: a fraction of n
-    shear = uniform(p["shear_range"])
+    shift = tuple(_draw(rng, 0.0, s) * (n if s < 1 else 1) for s, n in zip(ranges, shape))  # s < 1: of n
+    shear = _draw(rng, 0.0, p["shear_range"])
     zoom = tuple(rng.uniform(*p["zoom_range"], size=2)) if p["zoom_range"] != (1.0, 1.0) else (1.0, 1.0)
     if theta == 0 and shift == (0, 0) and shear == 0 and zoom == (1.0, 1.0):
         return None
@@ -322,9 +323,9 @@ def _flip_and_rotate(arrays, p, rng):
 
 def _change_grey_values(image, p, rng):
     """Random contrast (about the mean), brightness and gamma, on a [0, 1] scale."""
-    contrast = rng.uniform(1 - p["contrast"], 1 + p["contrast"]) if p["contrast"] else 1.0
-    brightness = rng.uniform(-p["brightness"], p["brightness"]) if p["brightness"] else 0.0
-    gamma = rng.uniform(1 - p["gamma"], 1 + p["gamma"]) if p["gamma"] else 1.0
+    contrast = _draw(rng, 1.0, p["contrast"])
+    brightness = _draw(rng, 0.0, p["brightness"])
+    gamma = _draw(rng, 1.0, p["gamma"])
     integer = np.issubdtype(image.dtype, np.integer)
     full = np.float32(np.iinfo(image.dtype).max if integer else 1.0)
     values = image.astype(np.float32) / full

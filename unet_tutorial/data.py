@@ -52,16 +52,9 @@ __all__ = [
 class Isbi2012:
     """The ISBI 2012 stacks, (30, 512, 512) uint8 each, or their synthetic stand-in.
 
+    ``train_masks`` holds 1 = cell interior, 0 = membrane; ``source`` is the folder read (None for
+    synthetic data, whose ``note`` says why the real data was unavailable and how to get it).
     Taught in chapter 1 (Semantic segmentation).
-
-    Attributes
-    ----------
-    train_images, train_masks, test_images : numpy.ndarray
-        Electron micrographs, their masks (1 = cell interior, 0 = membrane), unlabelled test images.
-    source : pathlib.Path or None
-        Folder the stacks were read from; None for synthetic data.
-    is_synthetic, note : bool, str
-        True for synthetic data, with a note saying why the real data was unavailable and how to get it.
     """
 
     train_images: np.ndarray
@@ -90,14 +83,10 @@ def load_isbi2012(data_dir=None, download=True) -> Isbi2012:
     download : bool
         Download the stacks missing from the cache when no folder holds all three.
 
-    Returns
-    -------
-    Isbi2012
-
     Raises
     ------
     DataUnavailableError, CorruptFileError
-        No stacks and no download that worked, or a damaged stack; the message says what to do.
+        Nothing found or downloaded, or a damaged stack (left untouched); the message says what to do.
     """
     folder = None if data_dir is None else Path(data_dir).expanduser()
     if folder is not None and not folder.is_dir():

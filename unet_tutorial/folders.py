@@ -46,6 +46,8 @@ IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 def _short_list(values, limit=10) -> str:
     """A list for a message, cut after ``limit`` items.
 
+    Examples
+    --------
     >>> _short_list(["a.png", "b.png", "c.png"], limit=2)
     '[a.png, b.png, ...] (3 in all)'
     """
@@ -71,6 +73,8 @@ def _palette_colours(palette) -> np.ndarray:
 def _colour_codes(rgb) -> np.ndarray:
     """One integer per colour, 0xRRGGBB, so colours compare as numbers.
 
+    Examples
+    --------
     >>> hex(int(_colour_codes(np.array([255, 128, 0]))))
     '0xff8000'
     """
@@ -160,6 +164,8 @@ def classes_to_rgb(classes, palette) -> np.ndarray:
 def _natural_key(name: str) -> list:
     """Sort key that compares the numbers in a name as numbers and letters without case.
 
+    Examples
+    --------
     >>> sorted(["10.png", "2.png", "B1.png", "a1.png"], key=_natural_key)
     ['2.png', '10.png', 'a1.png', 'B1.png']
     """
@@ -175,6 +181,8 @@ def _image_paths(folder: Path) -> list[Path]:
 def _to_gray(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (Pillow's "L"), keeping the dtype; integers are rounded.
 
+    Examples
+    --------
     >>> _to_gray(np.array([[[255, 0, 0], [200, 100, 50]]], np.uint8))
     array([[ 76, 124]], dtype=uint8)
     """
