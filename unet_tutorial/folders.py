@@ -256,17 +256,17 @@ def _read_one(path: Path) -> np.ndarray:
 
 def _pair_files(images, masks, mask_suffix, images_dir, masks_dir):
     """[(image path, mask path)], paired by stem; unpaired files are an error that names them."""
+    expected = {stem + mask_suffix for stem in images}
     lonely_images = [path.name for stem, path in images.items() if stem + mask_suffix not in masks]
-    lonely_masks = [
-        path.name for stem, path in masks.items() if stem not in {s + mask_suffix for s in images}
-    ]
-    if lonely_images or lonely_masks:
+    lonely_masks = [path.name for stem, path in masks.items() if stem not in expected]
+    problems = []
+    if lonely_images:
+        problems.append(f"images without a mask in {masks_dir}: {_short_list(lonely_images, 5)}")
+    if lonely_masks:
+        problems.append(f"masks without an image in {images_dir}: {_short_list(lonely_masks, 5)}")
+    if problems:
         suffix = f" (mask stem = image stem + {mask_suffix!r})" if mask_suffix else ""
-        raise ValueError(
-            f"Images and masks must pair up by file stem{suffix}; found images without a mask in "
-            f"{masks_dir}: {_short_list(lonely_images, 5)}; masks without an image in {images_dir}: "
-            f"{_short_list(lonely_masks, 5)}."
-        )
+        raise ValueError(f"Images and masks must pair up by file stem{suffix}; found {'; '.join(problems)}.")
     return [(images[stem], masks[stem + mask_suffix]) for stem in images]
 
 
