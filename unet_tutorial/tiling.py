@@ -220,7 +220,7 @@ def _as_image(image, channels):
     image = data.to_float(image)
     image = image[..., None] if image.ndim == 2 else image
     if image.ndim != 3 or image.shape[2] != channels:
-        raise ValueError(f"expected one (H, W) or (H, W, {channels}) image, not a stack; got {image.shape}")
+        raise ValueError(f"need an (H, W) or (H, W, {channels}) image, not {image.shape}; loop over stacks")
     return image
 
 
