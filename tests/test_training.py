@@ -85,10 +85,10 @@ def test_every_name_the_package_logs_has_its_mode():
 
 
 def test_unknown_monitor_needs_an_explicit_mode():
-    with pytest.raises(ValueError, match='mode="max" or "min"'):
+    with pytest.raises(ValueError, match='mode="max" or mode="min"'):
         training._monitor_mode("val_iou_loss")
     assert training._monitor_mode("val_iou_loss", mode="min") == "min"
-    with pytest.raises(ValueError, match='mode="max" or "min"'):
+    with pytest.raises(ValueError, match='mode="max" or mode="min"'):
         training._monitor_mode("val_loss", mode="auto")  # Keras' "auto" guesses; the book does not
 
 

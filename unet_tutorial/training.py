@@ -62,7 +62,7 @@ def _monitor_mode(monitor, mode=None):
     mode = _MODES.get(monitor) if mode is None else mode
     if mode not in ("min", "max"):
         known = "known: " + ", ".join(sorted(_MODES))
-        raise ValueError(f'Is a larger or smaller {monitor!r} better? Pass mode="max" or "min" ({known}).')
+        raise ValueError(f'Is a larger {monitor!r} better? Pass mode="max" or mode="min" ({known}).')
     return mode
 
 
@@ -102,10 +102,9 @@ class _HistoryLogger(keras.callbacks.CSVLogger):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)  # opens the file, so it exists now
-        with open(self.filename, newline="") as file:
-            header = next(csv.reader(file), None)
+        header = Path(self.filename).read_text().splitlines()[:1]  # [] in a new file
         if self.append and header:
-            self.keys = [key for key in header if key != "epoch"]
+            self.keys = [key for key in header[0].split(",") if key != "epoch"]
 
 
 def train(
