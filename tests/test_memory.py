@@ -1,7 +1,6 @@
 """Tests of unet_tutorial.memory: the GPU memory estimate, counted by hand."""
 
 import keras
-import pytest
 
 from unet_tutorial import memory, models
 

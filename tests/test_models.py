@@ -5,7 +5,6 @@ import pytest
 
 from unet_tutorial import models
 
-
 # ---- tile arithmetic ---------------------------------------------------------------
 
 
@@ -172,7 +171,8 @@ def test_fully_convolutional_valid_unet_accepts_any_valid_size():
 BUILDERS = {
     "unet": lambda seed: models.unet((None, None, 1), depth=2, base_filters=4, seed=seed),
     "unet_upsample_conv": lambda seed: models.unet(
-        (None, None, 1), depth=2, base_filters=4, upsampling="upsample_conv", seed=seed),
+        (None, None, 1), depth=2, base_filters=4, upsampling="upsample_conv", seed=seed
+    ),
     "mini_unet": lambda seed: models.mini_unet((32, 32, 1), base_filters=4, seed=seed),
 }
 
@@ -232,6 +232,7 @@ def test_mini_unet_shapes_and_parameter_count():
     assert net.output_shape == (None, 128, 128, 1)
     f = 16  # count by hand: 3x3 convs (k*k*cin+1)*cout, 2x2 transposed convs, 1x1 classifier
     conv = lambda cin, cout, k=3: (k * k * cin + 1) * cout  # noqa: E731
+    # fmt: off
     expected = (
         conv(1, f) + conv(f, f)
         + conv(f, 2 * f) + conv(2 * f, 2 * f)
@@ -240,6 +241,7 @@ def test_mini_unet_shapes_and_parameter_count():
         + conv(2 * f, f, 2) + conv(2 * f, f) + conv(f, f)
         + conv(f, 1, 1)
     )
+    # fmt: on
     assert net.count_params() == expected
     with pytest.raises(ValueError, match="multiple of 4"):
         models.mini_unet((130, 130, 1))
@@ -268,8 +270,9 @@ def test_pretrained_encoder_frozen_then_unfrozen_through_the_unet_layer():
     encoder = net.get_layer("mobilenet_v2_features")
     frozen = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
     assert not encoder.trainable and encoder.count_params() > 0
-    others = sum(int(np.prod(w.shape)) for layer in net.layers if layer is not encoder
-                 for w in layer.trainable_weights)
+    others = sum(
+        int(np.prod(w.shape)) for layer in net.layers if layer is not encoder for w in layer.trainable_weights
+    )
     assert frozen == others  # nothing of the encoder trains
     encoder.trainable = True
     thawed = sum(int(np.prod(w.shape)) for w in net.trainable_weights)

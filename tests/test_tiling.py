@@ -393,7 +393,9 @@ def test_mirror_window_equals_a_window_of_np_pad(pad_mode):
     padded = np.pad(image, ((20, 20), (20, 20), (0, 0)), mode=pad_mode)
     for top, left, height, width in [(-20, -20, 45, 47), (-3, 4, 6, 9), (1, 1, 3, 3), (4, -17, 13, 2)]:
         window = tiling.mirror_window(image, top, left, height, width, pad_mode=pad_mode)
-        np.testing.assert_array_equal(window, padded[top + 20:top + 20 + height, left + 20:left + 20 + width])
+        np.testing.assert_array_equal(
+            window, padded[top + 20 : top + 20 + height, left + 20 : left + 20 + width]
+        )
     one_pixel = tiling.mirror_window(np.array([[7]]), -3, -2, 2, 5, pad_mode=pad_mode)
     np.testing.assert_array_equal(one_pixel, np.full((2, 5), 7))
 
