@@ -121,26 +121,15 @@ def train(
     overwrite=False,
     verbose="auto",
 ):
-    """``model.fit`` that saves the run in ``run_dir`` after every epoch and, called again, resumes it.
+    """``model.fit`` that saves the run in ``run_dir`` (created if missing) after every epoch and resumes it.
 
     ``train_data``, ``val_data``, ``epochs`` (the total), ``callbacks`` and ``verbose`` are ``fit``'s; the
-    ``callbacks`` run before those that save, so what they log can be monitored.
+    ``callbacks`` run before those that save, so what they log can be monitored. ``monitor`` picks
+    ``best.keras`` (``"loss"`` without ``val_data``); ``mode``, "min" or "max", is needed for names the
+    package does not know. A run found in ``run_dir`` is resumed if ``resume``, deleted if ``overwrite``,
+    never replaced silently. Returns ``fit``'s History of this session (:func:`read_history` reads the run).
 
     Taught in chapter 4 (The full U-Net).
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        Folder of the run, created if missing.
-    monitor, mode : str
-        Logged value that picks ``best.keras`` (``"loss"`` without ``val_data``); "min" or "max" if new.
-    resume, overwrite : bool
-        Continue the run in ``run_dir``; delete its four files and start afresh. Else it is never replaced.
-
-    Returns
-    -------
-    keras.callbacks.History
-        This session's epochs; :func:`read_history` reads the whole run.
     """
     if not getattr(model, "compiled", False):
         raise ValueError("Compile the model before training: model.compile(optimizer=..., loss=...).")
@@ -191,7 +180,7 @@ def _resume(model, run_dir, state, resume, overwrite):
         model.optimizer.build(model.trainable_variables)
     model_files.load_weights_checked(model, run_dir / LAST)
     state["epoch"] = saved.get("epoch", 0)
-    history = run_dir / HISTORY
+    history = run_dir / HISTORY  # its rows after state.json's epoch are dropped (module notes)
     lines = history.read_text().splitlines(keepends=True) if history.exists() else []
     keep = lines[:1] + [line for line in lines[1:] if int(float(line.split(",", 1)[0])) < state["epoch"]]
     if len(keep) < len(lines):
@@ -208,6 +197,12 @@ def read_state(run_dir):
     """The ``state.json`` of a run as a dict (epoch, monitor, mode, best, best_epoch, model), or None.
 
     Taught in chapter 4 (The full U-Net).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> read_state(tempfile.mkdtemp()) is None  # a folder without a run
+    True
     """
     path = Path(run_dir) / STATE
     return json.loads(path.read_text()) if path.exists() else None
