@@ -174,3 +174,10 @@ def test_isbi_polarity_matches_the_challenge_evaluation(tmp_path):
     mask = (labels == 255).astype(np.uint8)
     assert challenge.isbi_scores(saved, mask)["v_rand"] == pytest.approx(1.0)
     assert challenge.isbi_scores(1 - saved, mask)["v_rand"] < 0.5
+
+
+@pytest.mark.parametrize("bad", ["../b", "sub/b", "", ".."])
+def test_names_with_folders_are_refused_and_nothing_is_written(tmp_path, bad):
+    with pytest.raises(ValueError, match="plain file names"):
+        predictions.save_predictions(np.zeros((1, 4, 4)), tmp_path / "out", names=[bad])
+    assert not (tmp_path / "b_prob.png").exists() and not (tmp_path / "out").exists()

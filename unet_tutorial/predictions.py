@@ -108,6 +108,8 @@ def save_predictions(probs, folder, threshold=0.5, names=None, overwrite=False):
     names = [f"{i:03d}" for i in range(len(maps))] if names is None else [str(name) for name in names]
     if len(names) != len(maps) or len(set(names)) != len(maps):
         raise ValueError(f"need {len(maps)} different names, one per probability map, got {names}")
+    if any(Path(name).name != name or name in ("", ".", "..") for name in names):
+        raise ValueError(f"names must be plain file names, without folders: got {names}")
     binarize(maps[0], threshold)  # checks the threshold before anything is written
     pairs = prediction_paths(folder, names)
     if not overwrite:
