@@ -3,6 +3,7 @@
 tests/test_metrics_fiji.py checks them against a port of Fiji's evaluation code.
 """
 
+import collections
 import itertools
 import math
 import os
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from skimage.measure import label as connected_components
 
 from unet_tutorial import challenge, metrics
+from unet_tutorial.synthetic import synthetic_membranes
 
 RNG = np.random.default_rng(7)
 
@@ -113,6 +117,159 @@ def test_thinning_keeps_diagonal_neighbours_apart():
     cells = np.array([[1, 0], [0, 1]], bool)  # touching at a corner only: two cells
     labels = challenge.thinned_cell_labels(cells)
     assert labels[0, 0] != labels[1, 1] and labels[0, 0] > 0 and labels[1, 1] > 0
+
+
+# ------------------------------------------ thinning: the fast flood equals the plain one
+# The plain-Python flood that challenge.thinned_cell_labels used before it worked a queue
+# layer at a time (commit 8c86fc3): Fiji's WatershedTransform2D, one pixel at a time.
+# The fast version must return the very same labels array for every input.
+_LINE, _MASK, _QUEUED, _OUTSIDE = 0, -2, -3, -4
+
+
+def _reference_flood(state, queue, steps):
+    after_line = False  # Fiji's `flag`: the last pixel became a line pixel by meeting one
+    while queue:
+        p = queue.popleft()
+        for q in (p + steps[0], p + steps[1], p + steps[2], p + steps[3]):
+            neighbour = state[q]
+            if neighbour > 0:
+                if state[p] == _QUEUED or (state[p] == _LINE and after_line):
+                    state[p] = neighbour
+                elif state[p] > 0 and state[p] != neighbour:
+                    state[p] = _LINE
+                    after_line = False
+            elif neighbour == _LINE:
+                if state[p] == _QUEUED:
+                    state[p] = _LINE
+                    after_line = True
+            elif neighbour == _MASK:
+                state[q] = _QUEUED
+                queue.append(q)
+
+
+def reference_thinning(cells):
+    """The former ``challenge.thinned_cell_labels``, kept verbatim as the reference."""
+    cells = np.asarray(cells, dtype=bool)
+    basins = connected_components(cells, connectivity=1)
+    if basins.max() == 0:
+        return np.ones(cells.shape, np.int32)
+    grid = np.pad(np.where(cells, basins, _MASK).T, 1, constant_values=_OUTSIDE)
+    height = grid.shape[1]
+    steps = (-height, -1, height, 1)
+    membrane = grid == _MASK
+    touches_cell = np.zeros_like(membrane)
+    for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
+        touches_cell |= np.roll(grid > 0, shift, axis=axis)
+    first = np.flatnonzero(membrane & touches_cell)  # in Fiji's x-major order
+    state = grid.ravel().tolist()
+    for p in first:
+        state[p] = _QUEUED
+    _reference_flood(state, collections.deque(first.tolist()), steps)
+    flooded = np.array(state, dtype=np.int64).reshape(grid.shape)[1:-1, 1:-1].T
+    left = flooded == _MASK  # membrane that no cell reaches: Fiji makes it new basins
+    if left.any():
+        extra = connected_components(left, connectivity=1)
+        flooded[left] = extra[left] + flooded.max()
+    return flooded.astype(np.int32)
+
+
+def assert_same_thinning(maps):
+    for cells in maps:
+        expected, got = reference_thinning(cells), challenge.thinned_cell_labels(cells)
+        assert got.dtype == expected.dtype == np.int32
+        np.testing.assert_array_equal(got, expected, err_msg=str(cells.astype(int)))
+
+
+def strip(text):
+    """One-row cell map from a string: 'C' = cell, '.' = membrane."""
+    return np.array([[c == "C" for c in text]])
+
+
+def hand_made_maps():
+    gap = np.zeros((3, 4), bool)
+    gap[:, [0, 3]] = True  # a gap two pixels wide, across and along x
+    four = np.ones((9, 9), bool)
+    four[4, :] = four[:, 4] = False  # four cells meeting at a cross
+    ring = np.zeros((7, 7), bool)
+    ring[1:-1, 1:-1] = True
+    ring[2:-2, 2:-2] = False  # a ring cell around a membrane hole with a cell inside
+    ring[3, 3] = True
+    maps = [strip(t) for t in ("CC....CC", "CC...CC", "C.C", "C..C", ".C.", "..C..", "C......", "......C")]
+    maps += [gap, gap.T, four, ring, ~ring, np.eye(6, dtype=bool), ~np.eye(6, dtype=bool)]
+    maps += [np.array([[1, 0], [0, 1]], bool), np.array([[1, 1, 0, 0, 0, 1]], bool)]
+    maps += [np.zeros((1, 1), bool), np.ones((1, 1), bool), np.zeros((3, 5), bool), np.ones((4, 3), bool)]
+    return maps
+
+
+def structured_maps():
+    """Checkerboards, stripes, thin diagonals, blobs with even and odd gaps, lone pixels."""
+    maps = []
+    rows, cols = np.indices((24, 31))
+    for period in (2, 3, 4, 5):
+        for phase in range(period):
+            maps += [(rows + cols) % period == phase, (rows - cols) % period == phase]
+            maps += [cols % period == phase, rows % period == phase]
+            maps += [(rows // period + cols // period) % 2 == phase % 2]
+    rows, cols = np.indices((64, 64))
+    for period in (4, 5):  # long diagonal membranes two pixels wide: long chains of ties
+        maps += [(rows - cols) % period >= 2, (rows + cols) % period >= 2]
+    for size in (1, 2, 5, 12):
+        for where in [(0, 0), (size - 1, size - 1), (size // 2, size // 2 - 1 if size > 1 else 0)]:
+            lone = np.zeros((size, size + 3), bool)
+            lone[where] = True
+            maps += [lone, ~lone]
+    rng = np.random.default_rng(5)
+    for sigma in (1.0, 2.0, 3.0):
+        for level in (-0.05, 0.0, 0.05, 0.1):
+            smooth = ndimage.gaussian_filter(rng.normal(size=(40, 47)), sigma)
+            maps.append(smooth > level * smooth.std() * 10)
+    return maps
+
+
+def random_maps(seed, count=120):
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 2), (2, 1), (2, 2), (1, 17), (17, 1), (1, 64), (64, 1), (3, 3), (4, 9), (13, 6), (25, 25)]
+    maps = []
+    for index in range(count):
+        shape = shapes[index % len(shapes)] if index < 2 * len(shapes) else tuple(rng.integers(1, 40, 2))
+        maps.append(rng.random(shape) < rng.uniform(0.02, 0.98))
+    return maps
+
+
+def test_fast_thinning_equals_reference_on_hand_made_and_structured_maps():
+    assert_same_thinning(hand_made_maps() + structured_maps())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_thinning_equals_reference_on_random_maps(seed):
+    assert_same_thinning(random_maps(seed))
+
+
+@pytest.mark.parametrize("one_by_one", [1, 10**9])
+def test_both_ways_of_settling_a_layer_equal_the_reference(monkeypatch, one_by_one):
+    # 1: NumPy rounds wherever progress is quick; 10**9: every waiting pixel in Python.
+    monkeypatch.setattr(challenge, "_ONE_BY_ONE", one_by_one)
+    assert_same_thinning(hand_made_maps() + structured_maps() + random_maps(99, count=60))
+
+
+def probability_slices(n_slices=2):
+    """Cell probabilities from ISBI label slices (UNET_TUTORIAL_DATA), else synthetic labels:
+    blurred, and blurred with noise, as a network's output might look."""
+    root = os.environ.get("UNET_TUTORIAL_DATA")
+    path = Path(root or ".") / "isbi2012" / "train-labels.tif"
+    if root and path.exists():
+        tifffile = pytest.importorskip("tifffile")
+        masks = tifffile.imread(path, key=range(n_slices)) // 255
+    else:
+        masks = synthetic_membranes(n_slices, 512, seed=3)[1]
+    blurred = ndimage.gaussian_filter(masks.astype(float), (0, 2, 2))
+    noisy = blurred + np.random.default_rng(0).normal(0.0, 0.15, blurred.shape)
+    return np.concatenate([blurred, np.clip(noisy, 0.0, 1.0)])
+
+
+def test_fast_thinning_equals_reference_on_thresholded_label_maps():
+    probs = probability_slices()
+    assert_same_thinning([prob > threshold for prob in probs for threshold in challenge.DEFAULT_THRESHOLDS])
 
 
 # ------------------------------------------------------------ isbi_scores

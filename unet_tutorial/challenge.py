@@ -35,7 +35,6 @@ Taught in chapter 1 (Semantic segmentation).
 
 from __future__ import annotations
 
-import collections
 import math
 import warnings
 
@@ -149,35 +148,139 @@ def segmentation_scores(pred_labels, truth_labels):
     }
 
 
-# Pixel states during the flood, as in Fiji's WatershedTransform2D; basins are 1, 2, ...
-_LINE, _MASK, _QUEUED, _OUTSIDE = 0, -2, -3, -4
+# States of the pixels during the flood; basins are 1, 2, ... A queued pixel of the layer
+# being labelled holds -2 - its position in that layer.
+_LINE, _FREE = 0, -1
+_NO_BASIN = -1  # from _one_basin: no basin among the values
+_ONE_BY_ONE = 64  # fewer waiting pixels than this are settled in plain Python (_in_order)
 
 
-def _flood(state, queue, steps):
-    """Fiji's flooding of the membrane from the queued pixels, in its order (first in, first out).
+def _flood(basins):
+    """Fiji's flooding of the membrane from the cells, a whole queue layer at a time.
 
-    A pixel takes the basin of its labelled neighbours; two different basins, or a basin
-    next to a line pixel seen first, make it a line pixel. ``steps`` are the offsets of
-    the 4 neighbours in Fiji's order: left, up, right, down (x is the column).
+    Fiji pops the membrane pixels from a first-in-first-out queue. The queue holds them in
+    layers: the pixels touching a cell (in Fiji's x-major order), then the pixels these
+    push, and so on. A popped pixel takes the one basin among its neighbours popped before
+    it: the cells, the earlier layers and the earlier pixels of its own layer; two basins
+    or none make it a line (0). (Fiji's ``flag`` only lets a basin seen after a line win.)
+    So a layer is labelled at once with NumPy; only pixels whose earlier neighbours in
+    the same layer might bring another basin wait for them (:func:`_settle`). Every
+    membrane pixel is reached, as the cells are the only sources and the image is
+    4-connected. ``basins`` are the int32 cell labels, 0 on the membrane.
     """
-    after_line = False  # Fiji's `flag`: the last pixel became a line pixel by meeting one
-    while queue:
-        p = queue.popleft()
-        for q in (p + steps[0], p + steps[1], p + steps[2], p + steps[3]):
-            neighbour = state[q]
-            if neighbour > 0:
-                if state[p] == _QUEUED or (state[p] == _LINE and after_line):
-                    state[p] = neighbour
-                elif state[p] > 0 and state[p] != neighbour:
-                    state[p] = _LINE
-                    after_line = False
-            elif neighbour == _LINE:
-                if state[p] == _QUEUED:
-                    state[p] = _LINE
-                    after_line = True
-            elif neighbour == _MASK:
-                state[q] = _QUEUED
-                queue.append(q)
+    grid = np.pad(np.where(basins.T > 0, basins.T, _FREE), 1)  # x-major; the frame is a line
+    height = grid.shape[1]
+    steps = np.array([[-height], [-1], [height], [1]])  # Fiji's order: left, up, right, down
+    state = grid.ravel()
+    claim = np.full(state.size, np.iinfo(np.intp).max)  # scratch for _next_layer
+    layer = _first_layer(grid)
+    while layer.size:
+        position = np.arange(layer.size, dtype=np.int32)
+        state[layer] = -2 - position
+        around = layer + steps  # (4, n): the neighbours of each pixel of the layer
+        seen = state[around]
+        # positions of the neighbours in this layer; as unsigned, all others are huge
+        earlier = -2 - seen
+        before = np.where(earlier.view(np.uint32) < position, earlier, np.intp(layer.size))
+        state[layer] = _settle(_one_basin(seen), before)
+        layer = _next_layer(around, seen == _FREE, claim)
+    return state.reshape(grid.shape)[1:-1, 1:-1].T
+
+
+def _first_layer(grid):
+    """The membrane pixels touching a cell, in Fiji's x-major order (``grid`` is x-major)."""
+    cell = grid > 0
+    touch = np.zeros_like(cell)
+    touch[1:-1, 1:-1] = cell[:-2, 1:-1] | cell[2:, 1:-1] | cell[1:-1, :-2] | cell[1:-1, 2:]
+    return np.flatnonzero(touch & (grid == _FREE))
+
+
+def _next_layer(around, free, claim):
+    """The free neighbours of a layer, in the order Fiji pushes them onto the queue.
+
+    Pixel i of the layer pushes its free neighbours in the order left, up, right, down:
+    push number 4 i + k. A pixel next to several pixels of the layer is pushed by the
+    first, so the smallest number wins. Each pixel is pushed in one layer only, so
+    ``claim`` needs no reset.
+    """
+    number = np.flatnonzero(free.T)  # (pixel, direction) in push order
+    pusher, direction = np.divmod(number, 4)
+    pushed = around[direction, pusher]
+    np.minimum.at(claim, pushed, number)
+    return pushed[np.flatnonzero(claim[pushed] == number)]
+
+
+def _one_basin(values):
+    """Per column of int32 ``values``: the one basin (> 0) among them, _LINE if two or more,
+    _NO_BASIN if none."""
+    high = np.maximum.reduce(values)
+    # smallest basin: as unsigned, values - 1 wraps lines and negative states to huge numbers
+    low = (np.minimum.reduce((values - 1).view(np.uint32)) + np.uint32(1)).view(np.int32)
+    one = np.where(low == high, high, _LINE)
+    one[high <= 0] = _NO_BASIN
+    return one
+
+
+def _settle(first, before):
+    """Final labels of a layer, in queue order.
+
+    ``first`` is the one basin among each pixel's cells and earlier layers
+    (:func:`_one_basin`), ``before`` (4, n) the positions of its neighbours popped
+    earlier in the same layer (n where there is none). A pixel keeps ``first`` unless one
+    of these might bring another basin, or ``first`` has none: then it waits, holding
+    -2 - its basin (-1 without one). Each round settles the waiting pixels that
+    :func:`_settle_now` can; the earliest always can. The last few go one by one.
+    """
+    n = first.size
+    value = np.zeros(n + 1, np.int32)  # value[n] = 0: no neighbour
+    value[:n] = first
+    near = value[before]
+    other = np.logical_or.reduce((near != first) & (near != _LINE))  # may bring another basin
+    wait = np.flatnonzero((first < 0) | ((first > 0) & other))
+    if not wait.size:
+        return first
+    basin, before = first[wait], np.take(before, wait, axis=1)
+    value[wait] = np.where(basin > 0, -2 - basin, -1)
+    while wait.size >= _ONE_BY_ONE:
+        done, label = _settle_now(value[before], basin)
+        settled = np.flatnonzero(done)
+        value[wait[settled]] = label[settled]
+        left = np.flatnonzero(~done)
+        wait, basin, before = wait[left], basin[left], np.take(before, left, axis=1)
+        if 4 * settled.size < left.size:  # slow progress: a long chain
+            break
+    if wait.size:
+        _in_order(value, wait, basin, before)
+    return value[:n]
+
+
+def _settle_now(near, basin):
+    """Which waiting pixels settle now, and their labels, from their earlier neighbours'
+    ``near`` values (settled: >= 0; waiting: -2 - basin, or -1)."""
+    typed = basin > 0
+    clash = typed & np.logical_or.reduce((near > 0) & (near != basin))  # another basin: line
+    same = np.where(typed, -2 - basin, _LINE)  # waiting neighbours that can end only as basin or line
+    ready = np.logical_and.reduce((near >= 0) | (near == same))
+    label = np.where(clash, _LINE, basin)
+    untyped = np.flatnonzero(ready & ~typed)  # no basin of its own: takes its neighbours' one
+    label[untyped] = np.maximum(_one_basin(near[:, untyped]), _LINE)
+    return clash | ready, label
+
+
+def _in_order(value, wait, basin, before):
+    """Settle the waiting pixels one by one in queue order, in plain Python."""
+    settled = {}
+    for p, b, qs, vs in zip(wait.tolist(), basin.tolist(), before.T.tolist(), value[before].T.tolist()):
+        b = max(b, _LINE)
+        for q, v in zip(qs, vs):
+            v = settled.get(q, v)  # a neighbour settled earlier in this loop
+            if v > 0 and v != b:
+                if b > 0:
+                    b = _LINE  # two basins
+                    break
+                b = v
+        settled[p] = b
+    value[wait] = list(settled.values())
 
 
 def thinned_cell_labels(cells):
@@ -215,29 +318,10 @@ def thinned_cell_labels(cells):
     cells = np.asarray(cells, dtype=bool)
     if cells.ndim != 2:
         raise ValueError(f"cells must be a 2-D mask, got shape {cells.shape}.")
-    basins = _connected_components(cells, connectivity=1)
+    basins = _connected_components(cells, connectivity=1).astype(np.int32, copy=False)
     if basins.max() == 0:
         return np.ones(cells.shape, np.int32)
-    # Fiji walks x (the column) in the outer loop: work on the transpose, padded with a
-    # frame of _OUTSIDE pixels so that no neighbour needs a bounds check.
-    grid = np.pad(np.where(cells, basins, _MASK).T, 1, constant_values=_OUTSIDE)
-    height = grid.shape[1]
-    steps = (-height, -1, height, 1)
-    membrane = grid == _MASK
-    touches_cell = np.zeros_like(membrane)
-    for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
-        touches_cell |= np.roll(grid > 0, shift, axis=axis)
-    first = np.flatnonzero(membrane & touches_cell)  # in Fiji's x-major order
-    state = grid.ravel().tolist()
-    for p in first:
-        state[p] = _QUEUED
-    _flood(state, collections.deque(first.tolist()), steps)
-    flooded = np.array(state, dtype=np.int64).reshape(grid.shape)[1:-1, 1:-1].T
-    left = flooded == _MASK  # membrane that no cell reaches: Fiji makes it new basins
-    if left.any():
-        extra = _connected_components(left, connectivity=1)
-        flooded[left] = extra[left] + flooded.max()
-    return flooded.astype(np.int32)
+    return _flood(basins).astype(np.int32)
 
 
 def _slices(array, name):
