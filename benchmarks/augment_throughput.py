@@ -68,7 +68,7 @@ def time_pairs(methods, images, masks, rounds=5):
     """
     chunks = np.array_split(np.arange(len(images)), rounds)
     best = {name: (np.inf, np.inf) for name in methods}
-    for name, transform in methods.items():
+    for transform in methods.values():
         transform(images[0], masks[0], 0)  # warm-up
     for chunk in chunks:
         for name, transform in methods.items():
@@ -83,8 +83,12 @@ def time_pairs(methods, images, masks, rounds=5):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100, help="pairs per method (default 100)")
-    parser.add_argument("--keras-pairs", type=int, default=2,
-                        help="pairs for keras.layers.RandomElasticTransform, about 10 s each (0 skips it)")
+    parser.add_argument(
+        "--keras-pairs",
+        type=int,
+        default=2,
+        help="pairs for keras.layers.RandomElasticTransform, about 10 s each (0 skips it)",
+    )
     args = parser.parse_args()
     images, masks, source = load_pairs(args.pairs)
     print(f"{args.pairs} pairs of {images.shape[1]}x{images.shape[2]} from {source}")
@@ -95,17 +99,23 @@ def main():
         # the seed trick of the old tutorials: same seed -> same random transform for both
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return (generator.random_transform(image[..., None], seed=i),
-                    generator.random_transform(mask[..., None], seed=i))
+            return (
+                generator.random_transform(image[..., None], seed=i),
+                generator.random_transform(mask[..., None], seed=i),
+            )
 
     rng = np.random.default_rng(0)
     methods = {
         "legacy ImageDataGenerator (seed trick)": legacy,
-        "ours, LEGACY_PARAMS (linear)": lambda im, m, i: augment.random_transform(im, m, rng, **augment.LEGACY_PARAMS),
+        "ours, LEGACY_PARAMS (linear)": lambda im, m, i: augment.random_transform(
+            im, m, rng, **augment.LEGACY_PARAMS
+        ),
         "ours, LEGACY_PARAMS + cubic image": lambda im, m, i: augment.random_transform(
-            im, m, rng, **dict(augment.LEGACY_PARAMS, image_order=3)),
+            im, m, rng, **dict(augment.LEGACY_PARAMS, image_order=3)
+        ),
         "ours, LEGACY_PARAMS + elastic": lambda im, m, i: augment.random_transform(
-            im, m, rng, **dict(augment.LEGACY_PARAMS, elastic=True)),
+            im, m, rng, **dict(augment.LEGACY_PARAMS, elastic=True)
+        ),
         "ours, elastic_deform (cubic)": lambda im, m, i: augment.elastic_deform(im, m, rng),
         "ours, PAPER_PARAMS": lambda im, m, i: augment.random_transform(im, m, rng, **augment.PAPER_PARAMS),
     }
@@ -114,11 +124,17 @@ def main():
     if args.keras_pairs:
         import keras
 
-        layer = keras.layers.RandomElasticTransform(factor=(1.0, 1.0), scale=(1.0, 1.0), value_range=(0, 255), seed=0)
+        layer = keras.layers.RandomElasticTransform(
+            factor=(1.0, 1.0), scale=(1.0, 1.0), value_range=(0, 255), seed=0
+        )
 
         def keras_elastic(image, mask, i):
-            return layer({"images": image[None, ..., None].astype("float32"),
-                          "segmentation_masks": mask[None, ..., None].astype("float32")})
+            return layer(
+                {
+                    "images": image[None, ..., None].astype("float32"),
+                    "segmentation_masks": mask[None, ..., None].astype("float32"),
+                }
+            )
 
         # slow (a 155x155 Gaussian blur of the noise at 512 px): few pairs, no warm-up
         count = min(args.keras_pairs, args.pairs)
@@ -127,7 +143,9 @@ def main():
             keras_elastic(images[i], masks[i], i)
         # TensorFlow runs on several threads, so its CPU time exceeds its wall time
         rates["keras.layers.RandomElasticTransform (dict)"] = (
-            count / (time.perf_counter() - wall), count / (time.process_time() - cpu))
+            count / (time.perf_counter() - wall),
+            count / (time.process_time() - cpu),
+        )
 
     base_wall, base_cpu = rates["legacy ImageDataGenerator (seed trick)"]
     width = max(map(len, rates))
@@ -138,9 +156,14 @@ def main():
     if args.keras_pairs:
         crop = masks[0][:256, :256]
         agreement = augment.keras_elastic_agreement(crop, seed=0)
-        ours = augment.random_transform(crop.astype(np.float32), crop, np.random.default_rng(0), **augment.PAPER_PARAMS)
-        print(f"agreement of (image copy of mask > 0.5) with mask after elastic deformation, 256 px crop: "
-              f"ours {np.mean((ours[0] > 0.5) == (ours[1] > 0)):.4f}, Keras RandomElasticTransform {agreement:.4f}")
+        ours = augment.random_transform(
+            crop.astype(np.float32), crop, np.random.default_rng(0), **augment.PAPER_PARAMS
+        )
+        print(
+            f"agreement of (image copy of mask > 0.5) with mask after elastic deformation, 256 px crop: "
+            f"ours {np.mean((ours[0] > 0.5) == (ours[1] > 0)):.4f}, "
+            f"Keras RandomElasticTransform {agreement:.4f}"
+        )
 
 
 if __name__ == "__main__":

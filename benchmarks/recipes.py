@@ -78,14 +78,50 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-VARIANTS = ("popular", "paper", "paper-weights-everywhere", "paper-no-weights", "paper-no-elastic",
-            "paper-no-tta")
+VARIANTS = (
+    "popular",
+    "paper",
+    "paper-weights-everywhere",
+    "paper-no-weights",
+    "paper-no-elastic",
+    "paper-no-tta",
+)
 COLUMNS = (
-    "date", "variant", "seed", "profile", "backend", "device", "data", "n_train", "n_val",
-    "budget_s", "train_seconds", "steps", "params", "v_rand", "v_rand_threshold", "v_info",
-    "pixel_error", "iou_membrane", "predict_seconds", "prep_seconds", "base_filters", "depth",
-    "input_size", "batch_size", "tta", "border_on", "model_from", "run_dir", "keras_version", "commit",
-    "cpus", "threads", "cpu_share", "load", "scorer",
+    "date",
+    "variant",
+    "seed",
+    "profile",
+    "backend",
+    "device",
+    "data",
+    "n_train",
+    "n_val",
+    "budget_s",
+    "train_seconds",
+    "steps",
+    "params",
+    "v_rand",
+    "v_rand_threshold",
+    "v_info",
+    "pixel_error",
+    "iou_membrane",
+    "predict_seconds",
+    "prep_seconds",
+    "base_filters",
+    "depth",
+    "input_size",
+    "batch_size",
+    "tta",
+    "border_on",
+    "model_from",
+    "run_dir",
+    "keras_version",
+    "commit",
+    "cpus",
+    "threads",
+    "cpu_share",
+    "load",
+    "scorer",
 )
 SCORE_COLUMNS = ("v_rand", "v_rand_threshold", "v_info", "pixel_error", "iou_membrane", "scorer")
 DEFAULT_BUDGET_MINUTES = {"smoke": 0.05, "cpu": 30.0, "gpu": 30.0}
@@ -198,11 +234,18 @@ def resize_stack(stack, side, order=1):
     import numpy as np
     from skimage.transform import resize
 
-    return np.stack([
-        resize(s.astype(np.float32), (side, side), order=order, anti_aliasing=side < s.shape[0],
-               preserve_range=True)
-        for s in stack
-    ])
+    return np.stack(
+        [
+            resize(
+                s.astype(np.float32),
+                (side, side),
+                order=order,
+                anti_aliasing=side < s.shape[0],
+                preserve_range=True,
+            )
+            for s in stack
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- variants
@@ -212,16 +255,32 @@ def recipe(variant, profile, image_side):
 
     if variant == "popular":
         side = popular_size(image_side, profile.depth)  # slices are square (load_split checks)
-        return dict(padding="same", upsampling="upsample_conv", input_size=side, output_size=side,
-                    resize=side, augment=dict(augment.LEGACY_PARAMS), weights=False, tta=False,
-                    batch_size=POPULAR_BATCH_SIZE, loss="binary_crossentropy")
+        return dict(
+            padding="same",
+            upsampling="upsample_conv",
+            input_size=side,
+            output_size=side,
+            resize=side,
+            augment=dict(augment.LEGACY_PARAMS),
+            weights=False,
+            tta=False,
+            batch_size=POPULAR_BATCH_SIZE,
+            loss="binary_crossentropy",
+        )
     tile = profile.tile_size
-    return dict(padding="valid", upsampling="transpose", input_size=tile,
-                output_size=models.output_size(tile, profile.depth, "valid"), resize=None,
-                augment=dict(augment.PAPER_PARAMS, elastic=variant != "paper-no-elastic"),
-                weights=variant != "paper-no-weights", tta=variant != "paper-no-tta",
-                border_on="everywhere" if variant == "paper-weights-everywhere" else "background",
-                batch_size=profile.batch_size, loss="pixel_cross_entropy")
+    return dict(
+        padding="valid",
+        upsampling="transpose",
+        input_size=tile,
+        output_size=models.output_size(tile, profile.depth, "valid"),
+        resize=None,
+        augment=dict(augment.PAPER_PARAMS, elastic=variant != "paper-no-elastic"),
+        weights=variant != "paper-no-weights",
+        tta=variant != "paper-no-tta",
+        border_on="everywhere" if variant == "paper-weights-everywhere" else "background",
+        batch_size=profile.batch_size,
+        loss="pixel_cross_entropy",
+    )
 
 
 def build_model(settings, profile, seed):
@@ -230,9 +289,19 @@ def build_model(settings, profile, seed):
     from unet_tutorial import losses, models
 
     shape = (settings["input_size"],) * 2 + (1,) if settings["resize"] else (None, None, 1)
-    model = models.unet(shape, padding=settings["padding"], depth=profile.depth,
-                        base_filters=profile.base_filters, upsampling=settings["upsampling"], seed=seed)
-    loss = keras.losses.BinaryCrossentropy() if settings["loss"] == "binary_crossentropy" else losses.PixelCrossEntropy()
+    model = models.unet(
+        shape,
+        padding=settings["padding"],
+        depth=profile.depth,
+        base_filters=profile.base_filters,
+        upsampling=settings["upsampling"],
+        seed=seed,
+    )
+    loss = (
+        keras.losses.BinaryCrossentropy()
+        if settings["loss"] == "binary_crossentropy"
+        else losses.PixelCrossEntropy()
+    )
     return model, loss
 
 
@@ -253,14 +322,22 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
         y_train = (resize_stack(y_train, settings["resize"]) > 0.5).astype(np.uint8)
     if settings["weights"]:
         cache = Path(args.out) / "weight_maps"
-        w_train = weights.weight_maps(y_train, cache_dir=cache, w0=W0, sigma=SIGMA,
-                                      border_on=settings["border_on"])
+        w_train = weights.weight_maps(
+            y_train, cache_dir=cache, w0=W0, sigma=SIGMA, border_on=settings["border_on"]
+        )
     prep_seconds = time.perf_counter() - prep_start
 
     dataset = SegmentationDataset(
-        x_train, y_train, settings["input_size"], settings["output_size"], weights=w_train,
-        batch_size=settings["batch_size"], steps_per_epoch=profile.steps_per_epoch,
-        augment=settings["augment"], seed=seed, workers=args.workers,
+        x_train,
+        y_train,
+        settings["input_size"],
+        settings["output_size"],
+        weights=w_train,
+        batch_size=settings["batch_size"],
+        steps_per_epoch=profile.steps_per_epoch,
+        augment=settings["augment"],
+        seed=seed,
+        workers=args.workers,
     )
     model, loss = build_model(settings, profile, seed)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss, run_eagerly=args.eager)
@@ -271,12 +348,20 @@ def train_variant(variant, settings, profile, args, seed, split, run_dir):
     model.fit(dataset, epochs=epochs, callbacks=[budget, history], verbose=args.verbose)
     model.save(run_dir / "model.keras")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = dict(variant=variant, seed=seed, profile=profile.name, budget_s=args.budget_seconds,
-                data=args.data_label, train_seconds=round(budget.seconds, 2), steps=budget.steps,
-                prep_seconds=round(prep_seconds, 2), params=int(model.count_params()),
-                cpu_share=round(budget.cpu_seconds / max(budget.seconds, 1e-9) / cpus, 3),
-                load=round(sum(budget.loads) / len(budget.loads), 2) if budget.loads else "",
-                finished=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    info = dict(
+        variant=variant,
+        seed=seed,
+        profile=profile.name,
+        budget_s=args.budget_seconds,
+        data=args.data_label,
+        train_seconds=round(budget.seconds, 2),
+        steps=budget.steps,
+        prep_seconds=round(prep_seconds, 2),
+        params=int(model.count_params()),
+        cpu_share=round(budget.cpu_seconds / max(budget.seconds, 1e-9) / cpus, 3),
+        load=round(sum(budget.loads) / len(budget.loads), 2) if budget.loads else "",
+        finished=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
     (run_dir / "info.json").write_text(json.dumps(info, indent=2))
     return model, info
 
@@ -289,8 +374,12 @@ def find_paper_run(args, profile, seed):
             info = json.loads((folder / "info.json").read_text())
         except (OSError, ValueError):
             continue
-        same = (info.get("variant") == "paper" and info.get("profile") == profile.name
-                and info.get("data") == args.data_label and info.get("budget_s") == args.budget_seconds)
+        same = (
+            info.get("variant") == "paper"
+            and info.get("profile") == profile.name
+            and info.get("data") == args.data_label
+            and info.get("budget_s") == args.budget_seconds
+        )
         if same and (folder / "model.keras").exists():
             candidates.append((info.get("finished", ""), folder, info))
     return max(candidates, key=lambda c: c[0])[1:] if candidates else None
@@ -306,11 +395,18 @@ def predict_variant(model, settings, profile, x_val):
         small = resize_stack(x_val, settings["resize"]) / 255.0
         prob = np.asarray(model.predict(small[..., None].astype(np.float32), verbose=0))[..., 0]
         return np.clip(resize_stack(prob, x_val.shape[1]), 0.0, 1.0).astype(np.float32)
-    return np.stack([
-        tiling.predict_tiled(model, image, tile_size=settings["input_size"],
-                             batch_size=profile.predict_batch_size, tta=settings["tta"])
-        for image in x_val
-    ]).astype(np.float32)
+    return np.stack(
+        [
+            tiling.predict_tiled(
+                model,
+                image,
+                tile_size=settings["input_size"],
+                batch_size=profile.predict_batch_size,
+                tta=settings["tta"],
+            )
+            for image in x_val
+        ]
+    ).astype(np.float32)
 
 
 def score(prob, masks):
@@ -320,9 +416,14 @@ def score(prob, masks):
     prob = stored_form(prob).astype(np.float32)  # score exactly what is kept for rescoring
     scores = challenge.isbi_scores(prob, masks)
     cells = (prob > 0.5).astype(int)
-    return dict(v_rand=scores["v_rand"], v_rand_threshold=scores["threshold"], v_info=scores["v_info"],
-                pixel_error=metrics.pixel_error(cells, masks), iou_membrane=float(metrics.iou(cells, masks)[0]),
-                scorer=challenge.SCORER)
+    return dict(
+        v_rand=scores["v_rand"],
+        v_rand_threshold=scores["threshold"],
+        v_info=scores["v_info"],
+        pixel_error=metrics.pixel_error(cells, masks),
+        iou_membrane=float(metrics.iou(cells, masks)[0]),
+        scorer=challenge.SCORER,
+    )
 
 
 def stored_form(prob):
@@ -340,8 +441,10 @@ def keep_probabilities(results, row, prob, first_slice):
     path = prob_path(results, row["variant"], row["seed"])
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        raise FileExistsError(f"{path} exists already: one stored map per variant and seed; "
-                              "pass another --results file for a new comparison.")
+        raise FileExistsError(
+            f"{path} exists already: one stored map per variant and seed; "
+            "pass another --results file for a new comparison."
+        )
     np.savez_compressed(path, prob=stored_form(prob), first_slice=np.int64(first_slice))
 
 
@@ -387,16 +490,35 @@ def run_variant(variant, seed, profile, args, split):
     np.save(run_dir / "val_prob.npy", prob)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     row = dict(
-        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), variant=variant, seed=seed,
-        profile=profile.name, backend=keras.backend.backend(), device=runtime.device_name(),
-        data=args.data_label, n_train=len(x_train), n_val=len(x_val), budget_s=args.budget_seconds,
-        train_seconds=info["train_seconds"], steps=info["steps"], params=info["params"],
-        **score(prob, y_val), predict_seconds=round(predict_seconds, 2), prep_seconds=info["prep_seconds"],
-        base_filters=profile.base_filters, depth=profile.depth, input_size=settings["input_size"],
-        batch_size=settings["batch_size"], tta=settings["tta"],
-        border_on=settings.get("border_on", "") if settings["weights"] else "", model_from=model_from,
-        run_dir=str(run_dir), keras_version=keras.__version__, commit=git_commit(),
-        cpus=" ".join(map(str, cpus)), threads=args.threads or "", cpu_share=info.get("cpu_share", ""),
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        variant=variant,
+        seed=seed,
+        profile=profile.name,
+        backend=keras.backend.backend(),
+        device=runtime.device_name(),
+        data=args.data_label,
+        n_train=len(x_train),
+        n_val=len(x_val),
+        budget_s=args.budget_seconds,
+        train_seconds=info["train_seconds"],
+        steps=info["steps"],
+        params=info["params"],
+        **score(prob, y_val),
+        predict_seconds=round(predict_seconds, 2),
+        prep_seconds=info["prep_seconds"],
+        base_filters=profile.base_filters,
+        depth=profile.depth,
+        input_size=settings["input_size"],
+        batch_size=settings["batch_size"],
+        tta=settings["tta"],
+        border_on=settings.get("border_on", "") if settings["weights"] else "",
+        model_from=model_from,
+        run_dir=str(run_dir),
+        keras_version=keras.__version__,
+        commit=git_commit(),
+        cpus=" ".join(map(str, cpus)),
+        threads=args.threads or "",
+        cpu_share=info.get("cpu_share", ""),
         load=info.get("load", ""),
     )
     keep_probabilities(args.results, row, prob, args.first_val_slice)
@@ -421,7 +543,9 @@ def keep_for_book(row, results):
     folder = Path(results).with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     run_dir = Path(row["run_dir"])
-    trained_in = Path(row["model_from"].removeprefix("reused ")) if row["model_from"].startswith("reused") else run_dir
+    trained_in = (
+        Path(row["model_from"].removeprefix("reused ")) if row["model_from"].startswith("reused") else run_dir
+    )
     stem = f"{row['variant']}_seed{row['seed']}"
     history = folder / f"{stem}_history.csv"
     if (trained_in / "history.csv").exists() and not history.exists():
@@ -439,11 +563,29 @@ def git_commit(root=ROOT):
     file this script appends to is itself a changed file.
     """
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)benchmarks/results",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head + ("+" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -499,8 +641,12 @@ def _number(text):
 
 
 SUMMARY_COLUMNS = (
-    ("V_Rand", "v_rand", 4), ("V_Info", "v_info", 4), ("pixel error", "pixel_error", 4),
-    ("IoU membrane", "iou_membrane", 4), ("training s", "train_seconds", 0), ("steps", "steps", 0),
+    ("V_Rand", "v_rand", 4),
+    ("V_Info", "v_info", 4),
+    ("pixel error", "pixel_error", 4),
+    ("IoU membrane", "iou_membrane", 4),
+    ("training s", "train_seconds", 0),
+    ("steps", "steps", 0),
     ("parameters", "params", 0),
 )
 
@@ -522,13 +668,17 @@ def summarize(rows):
         for variant in sorted(variants, key=lambda v: (order.get(v, len(order)), v)):
             runs = variants[variant]
             seeds = ", ".join(sorted({r["seed"] for r in runs}, key=lambda s: _number(s)))
-            cells = [_mean_spread([_number(r[col]) for r in runs], digits) for _, col, digits in SUMMARY_COLUMNS]
+            cells = [
+                _mean_spread([_number(r[col]) for r in runs], digits) for _, col, digits in SUMMARY_COLUMNS
+            ]
             reused = any(r["model_from"].startswith("reused") for r in runs)
             name = f"{variant} (paper's model)" if reused else variant
             lines.append(f"| {name} | {len(runs)} | {seeds} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
-    note = ("Mean ± sample standard deviation over runs (seeds); V_Rand and V_Info with one threshold "
-            "for the validation stack, pixel error and IoU at threshold 0.5.")
+    note = (
+        "Mean ± sample standard deviation over runs (seeds); V_Rand and V_Info with one threshold "
+        "for the validation stack, pixel error and IoU at threshold 0.5."
+    )
     return "\n\n".join(blocks) + "\n\n" + note
 
 
@@ -536,48 +686,86 @@ def summarize(rows):
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train the popular and the paper's U-Net recipes on one wall-clock budget; "
-                    "append scores to a CSV (run), or print the table (summarize).",
+        "append scores to a CSV (run), or print the table (summarize).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="train, predict and score variants; append rows",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = commands.add_parser(
+        "run",
+        help="train, predict and score variants; append rows",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--variant", nargs="+", choices=VARIANTS, help="variants to run, in this order")
-    which.add_argument("--all", action="store_true", help="run every variant, in the order " + ", ".join(VARIANTS))
+    which.add_argument(
+        "--all", action="store_true", help="run every variant, in the order " + ", ".join(VARIANTS)
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of weights, crops and augmentation")
     run.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds (overrides --seed)")
-    run.add_argument("--profile", choices=("smoke", "cpu", "gpu"), default=None,
-                     help="runtime profile (default: $UNET_TUTORIAL_PROFILE, gpu if one is seen, else cpu; "
-                          "smoke with --smoke)")
-    run.add_argument("--budget-minutes", type=float, default=None,
-                     help=f"training time per variant (default per profile: {DEFAULT_BUDGET_MINUTES})")
-    run.add_argument("--results", default=None, help="CSV to append to (default benchmarks/results/recipes_<profile>.csv)")
+    run.add_argument(
+        "--profile",
+        choices=("smoke", "cpu", "gpu"),
+        default=None,
+        help="runtime profile (default: $UNET_TUTORIAL_PROFILE, gpu if one is seen, else cpu; "
+        "smoke with --smoke)",
+    )
+    run.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help=f"training time per variant (default per profile: {DEFAULT_BUDGET_MINUTES})",
+    )
+    run.add_argument(
+        "--results", default=None, help="CSV to append to (default benchmarks/results/recipes_<profile>.csv)"
+    )
     run.add_argument("--out", default=None, help="folder of run folders (default runs/recipes_<profile>)")
-    run.add_argument("--data", choices=("isbi2012", "synthetic"), default="isbi2012",
-                     help="ISBI 2012 (via --data-dir, $UNET_TUTORIAL_DATA or the download cache) or synthetic slices")
+    run.add_argument(
+        "--data",
+        choices=("isbi2012", "synthetic"),
+        default="isbi2012",
+        help="ISBI 2012 (via --data-dir, $UNET_TUTORIAL_DATA or the download cache) or synthetic slices",
+    )
     run.add_argument("--data-dir", default=None, help="folder holding isbi2012/ or the three .tif files")
     run.add_argument("--no-download", action="store_true", help="never download ISBI 2012")
-    run.add_argument("--smoke", action="store_true",
-                     help="a seconds-long check: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a seconds-long check: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()),
+    )
     run.add_argument("--max-steps", type=int, default=None, help="also stop after this many batches")
     run.add_argument("--train-images", type=int, default=None, help="use only the first N training slices")
     run.add_argument("--val-images", type=int, default=None, help="use only the first N validation slices")
-    run.add_argument("--image-size", type=int, default=None, help="crop every slice to its top-left SIZE x SIZE")
+    run.add_argument(
+        "--image-size", type=int, default=None, help="crop every slice to its top-left SIZE x SIZE"
+    )
     run.add_argument("--eager", action="store_true", help="run Keras eagerly (no graph building; tiny runs)")
     run.add_argument("--workers", type=int, default=1, help="threads preparing batches (keras PyDataset)")
-    run.add_argument("--threads", type=int, default=None,
-                     help="TensorFlow's intra- and inter-op threads (with taskset, for a fair pinned run)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow's intra- and inter-op threads (with taskset, for a fair pinned run)",
+    )
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="Keras progress display")
-    again = commands.add_parser("rescore", help="recompute every row's scores from its stored probabilities",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    again = commands.add_parser(
+        "rescore",
+        help="recompute every row's scores from its stored probabilities",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     again.add_argument("--results", required=True, help="CSV whose rows are rescored in place")
     again.add_argument("--data-dir", default=None, help="folder holding isbi2012/ (the validation masks)")
     again.add_argument("--no-download", action="store_true", help="never download ISBI 2012")
-    show = commands.add_parser("summarize", help="print the results as markdown tables",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    show.add_argument("--profile", choices=("smoke", "cpu", "gpu"), default="cpu", help="picks the default CSV")
-    show.add_argument("--results", default=None, help="CSV to read (default benchmarks/results/recipes_<profile>.csv)")
+    show = commands.add_parser(
+        "summarize",
+        help="print the results as markdown tables",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    show.add_argument(
+        "--profile", choices=("smoke", "cpu", "gpu"), default="cpu", help="picks the default CSV"
+    )
+    show.add_argument(
+        "--results", default=None, help="CSV to read (default benchmarks/results/recipes_<profile>.csv)"
+    )
     return parser
 
 
@@ -644,9 +832,12 @@ def run_command(args):
             row = run_variant(variant, seed, profile, args, split)
             append_row(args.results, row)
             keep_for_book(row, args.results)
-            print(f"[{variant} seed {seed}] V_Rand {row['v_rand']:.4f}  V_Info {row['v_info']:.4f}  "
-                  f"pixel error {row['pixel_error']:.4f}  {row['steps']} steps in {row['train_seconds']} s "
-                  f"-> {args.results}", flush=True)
+            print(
+                f"[{variant} seed {seed}] V_Rand {row['v_rand']:.4f}  V_Info {row['v_info']:.4f}  "
+                f"pixel error {row['pixel_error']:.4f}  {row['steps']} steps in {row['train_seconds']} s "
+                f"-> {args.results}",
+                flush=True,
+            )
     return 0
 
 
@@ -677,12 +868,14 @@ def rescore(args):
         else:
             isbi = isbi or data.load_isbi2012(args.data_dir, download=not args.no_download)
             masks = isbi.train_masks
-        new = score(prob, masks[first:first + len(prob), :side, :side])
+        new = score(prob, masks[first : first + len(prob), :side, :side])
         before = _number(row["v_rand"])
         row.update({key: new[key] for key in SCORE_COLUMNS if key in header})
         changed += 1
-        print(f"[{row['variant']} seed {row['seed']}] V_Rand {before:.4f} -> {new['v_rand']:.4f}  "
-              f"V_Info {new['v_info']:.4f}")
+        print(
+            f"[{row['variant']} seed {row['seed']}] V_Rand {before:.4f} -> {new['v_rand']:.4f}  "
+            f"V_Info {new['v_info']:.4f}"
+        )
     temporary = path.with_suffix(".csv.tmp")
     with open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=header)

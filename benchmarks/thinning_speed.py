@@ -45,7 +45,10 @@ def cell_maps(n_slices=5):
         path = Path(root) / "isbi2012" / "train-labels.tif"
         masks, source = tifffile.imread(path, key=range(n_slices)) // 255, f"ISBI 2012 {path.name}"
     else:
-        masks, source = synthetic_membranes(n_slices, 512, seed=0)[1], "synthetic labels (UNET_TUTORIAL_DATA unset)"
+        masks, source = (
+            synthetic_membranes(n_slices, 512, seed=0)[1],
+            "synthetic labels (UNET_TUTORIAL_DATA unset)",
+        )
     blurred = ndimage.gaussian_filter(masks.astype(float), (0, 2, 2))
     prob = np.clip(blurred + np.random.default_rng(0).normal(0.0, 0.1, blurred.shape), 0.0, 1.0)
     maps = [p > threshold for p in prob for threshold in challenge.DEFAULT_THRESHOLDS]

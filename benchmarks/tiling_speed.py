@@ -37,7 +37,9 @@ def load_volume(slices):
         path = Path(root) / "isbi2012" / "test-volume.tif"
         return tifffile.imread(path)[:slices], f"ISBI 2012 {path.name}"
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (slices, 512, 512), dtype=np.uint8), "random uint8 512x512 (UNET_TUTORIAL_DATA unset)"
+    return rng.integers(
+        0, 256, (slices, 512, 512), dtype=np.uint8
+    ), "random uint8 512x512 (UNET_TUTORIAL_DATA unset)"
 
 
 def time_batch_sizes(model, volume, tile_size, batch_sizes):
@@ -58,9 +60,15 @@ def time_batch_sizes(model, volume, tile_size, batch_sizes):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-filters", type=int, default=16, help="filters of the first level (64 in the paper)")
-    parser.add_argument("--tile-size", type=int, default=572, help="input tile side (12 mod 16, at least 188)")
-    parser.add_argument("--slices", type=int, default=10, help="slices to time (1-30; fewer are extrapolated to 30)")
+    parser.add_argument(
+        "--base-filters", type=int, default=16, help="filters of the first level (64 in the paper)"
+    )
+    parser.add_argument(
+        "--tile-size", type=int, default=572, help="input tile side (12 mod 16, at least 188)"
+    )
+    parser.add_argument(
+        "--slices", type=int, default=10, help="slices to time (1-30; fewer are extrapolated to 30)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args()
     if not 1 <= args.slices <= VOLUME_SLICES:
@@ -88,6 +96,7 @@ def main():
             f"{batch_size:>5} {min(batch_size, tiles_per_slice):>6} {tiles_per_second:>8.2f} "
             f"{volume_seconds:>30.1f} {tiles_per_second / baseline:>16.2f}x"
         )
+
 
 if __name__ == "__main__":
     main()

@@ -63,25 +63,45 @@ def measure(base_filters, args):
     from unet_tutorial import models
 
     keras.utils.clear_session()
-    model = models.unet((args.tile_size, args.tile_size, 1), depth=args.depth, base_filters=base_filters,
-                        padding="valid", seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy",
-                  jit_compile=True if args.jit_compile else "auto")
+    model = models.unet(
+        (args.tile_size, args.tile_size, 1),
+        depth=args.depth,
+        base_filters=base_filters,
+        padding="valid",
+        seed=0,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="binary_crossentropy",
+        jit_compile=True if args.jit_compile else "auto",
+    )
     out = models.output_size(args.tile_size, args.depth, "valid")
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size, args.tile_size, args.tile_size, 1), dtype=np.float32)
     y = (rng.random((args.batch_size, out, out, 1)) > 0.5).astype(np.float32)
     seconds, times = time_steps(model, (x, y), args.steps, args.warmup)
     flops = 3 * forward_flops(model) * args.batch_size
-    return {"filters": base_filters, "params": model.count_params(), "seconds": seconds, "times": times,
-            "flops": flops, "out": out}
+    return {
+        "filters": base_filters,
+        "params": model.count_params(),
+        "seconds": seconds,
+        "times": times,
+        "flops": flops,
+        "out": out,
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--base-filters", type=int, nargs="+", default=[64, 16],
-                        help="first-level filters of each network timed; ratios are to the first")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--base-filters",
+        type=int,
+        nargs="+",
+        default=[64, 16],
+        help="first-level filters of each network timed; ratios are to the first",
+    )
     parser.add_argument("--tile-size", type=int, default=572, help="input tile side (valid padding)")
     parser.add_argument("--depth", type=int, default=4, help="down-sampling steps")
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per step")
@@ -89,8 +109,12 @@ def main():
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (graph building)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (GPUs)")
     parser.add_argument("--jit-compile", action="store_true", help="force XLA compilation of the train step")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak TFLOP/s, to print the achieved fraction")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's peak TFLOP/s, to print the achieved fraction",
+    )
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be at least 1 and --warmup at least 0")
@@ -101,22 +125,32 @@ def main():
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    print(f"backend={keras.backend.backend()} | device={runtime.device_name()} | "
-          f"policy={keras.mixed_precision.global_policy().name} | jit_compile={'on' if args.jit_compile else 'auto'}")
-    print(f"valid U-Net, depth {args.depth}, tile {args.tile_size}, batch {args.batch_size}, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+    print(
+        f"backend={keras.backend.backend()} | device={runtime.device_name()} | "
+        f"policy={keras.mixed_precision.global_policy().name} | "
+        f"jit_compile={'on' if args.jit_compile else 'auto'}"
+    )
+    print(
+        f"valid U-Net, depth {args.depth}, tile {args.tile_size}, batch {args.batch_size}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up"
+    )
     results = [measure(filters, args) for filters in args.base_filters]
     baseline = results[0]
     for result in results:
         tflops = result["flops"] / result["seconds"] / 1e12
-        line = (f"base_filters={result['filters']:3d}  params={result['params']:>11,}  "
-                f"{result['seconds']:8.3f} s/step  ratio to f{baseline['filters']}: "
-                f"{result['seconds'] / baseline['seconds']:.3f}  "
-                f"({result['flops'] / 1e9:,.1f} GFLOP/step, {tflops:.3f} TFLOP/s")
+        line = (
+            f"base_filters={result['filters']:3d}  params={result['params']:>11,}  "
+            f"{result['seconds']:8.3f} s/step  ratio to f{baseline['filters']}: "
+            f"{result['seconds'] / baseline['seconds']:.3f}  "
+            f"({result['flops'] / 1e9:,.1f} GFLOP/step, {tflops:.3f} TFLOP/s"
+        )
         if args.peak_tflops:
             line += f", {100 * tflops / args.peak_tflops:.1f} % of {args.peak_tflops:g} peak"
         print(line + ")")
-        print(f"    steps: {', '.join(f'{t:.3f}' for t in result['times'])} s; output {result['out']}x{result['out']}")
+        print(
+            f"    steps: {', '.join(f'{t:.3f}' for t in result['times'])} s; "
+            f"output {result['out']}x{result['out']}"
+        )
 
 
 if __name__ == "__main__":

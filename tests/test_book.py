@@ -94,7 +94,9 @@ def check_kernelspec(nb, path):
 
 def check_colab_badge(nb, path):
     url, owner, repo, branch = repository()
-    expected = f"https://colab.research.google.com/github/{owner}/{repo}/blob/{branch}/notebooks/{Path(path).name}"
+    expected = (
+        f"https://colab.research.google.com/github/{owner}/{repo}/blob/{branch}/notebooks/{Path(path).name}"
+    )
     links = re.findall(r"https://colab\.research\.google\.com/github/[^\s)\"'>]+", _markdown(nb))
     if expected in links:
         return []
@@ -161,7 +163,9 @@ def check_last_output_reports_run_time(nb, path):
 # What a student must not see in a stored output (Colab shows stored stderr too):
 # TensorFlow / absl log lines, and paths of the machine that ran the chapter.
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]|absl::InitializeLog|oneDNN", re.MULTILINE)
-MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|usr|opt|var|Users)/|\.venv|site-packages|[A-Z]:\\")
+MACHINE_PATH = re.compile(
+    r"(?<![\w.])/(?:work|root|home|tmp|usr|opt|var|Users)/|\.venv|site-packages|[A-Z]:\\"
+)
 
 
 def check_outputs_are_clean(nb, path):
@@ -176,7 +180,7 @@ def check_outputs_are_clean(nb, path):
                 match = pattern.search(text)
                 if match:
                     start = max(0, match.start() - 40)
-                    problems.append(f"cell {index} stored {what}: {text[start:match.end() + 60]!r}")
+                    problems.append(f"cell {index} stored {what}: {text[start : match.end() + 60]!r}")
     return problems
 
 
@@ -224,7 +228,9 @@ def test_config_builds_from_stored_outputs_and_only_toc_files():
     excluded = set(CONFIG["exclude_patterns"])
     required = {".venv", "_build", "benchmarks", "tests", "checkpoints", "README.md", "**.ipynb_checkpoints"}
     assert required <= excluded, f"missing from exclude_patterns: {required - excluded}"
-    assert {"dollarmath", "amsmath", "colon_fence", "deflist"} <= set(CONFIG["parse"]["myst_enable_extensions"])
+    assert {"dollarmath", "amsmath", "colon_fence", "deflist"} <= set(
+        CONFIG["parse"]["myst_enable_extensions"]
+    )
 
 
 def test_config_bibliography_exists_and_parses():
@@ -250,7 +256,9 @@ def test_toc_structure():
 
 @pytest.mark.parametrize("entry", toc_files())
 def test_every_toc_entry_exists(entry):
-    assert source_of(entry) is not None, f"_toc.yml lists {entry} but neither {entry}.md nor {entry}.ipynb exists"
+    assert source_of(entry) is not None, (
+        f"_toc.yml lists {entry} but neither {entry}.md nor {entry}.ipynb exists"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS + BOOK_PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -303,8 +311,11 @@ def _taught_in(docstring):
 
 def _chapter_sources():
     """{chapter number: all cell sources of that chapter's notebook}."""
-    return {int(path.name[:2]): "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
-            for path in NOTEBOOKS if path.name[:2].isdigit()}
+    return {
+        int(path.name[:2]): "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+        for path in NOTEBOOKS
+        if path.name[:2].isdigit()
+    }
 
 
 def _package_docstrings():
@@ -316,7 +327,9 @@ def _package_docstrings():
 
 
 def test_taught_in_parser():
-    assert _taught_in("Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 6\n    (Overlap-tile).") == {4, 6}
+    assert _taught_in(
+        "Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 6\n    (Overlap-tile)."
+    ) == {4, 6}
     assert _taught_in("Taught in chapter 2 (Augmentation). Chapter 6 uses it too.") == {2}
     assert _taught_in("No chapter here.") == set()
     assert _taught_in("Tooling.\n\n    Used in chapter 1 (Semantic segmentation).") == {1}
@@ -344,7 +357,9 @@ def test_course_plan_timings_come_from_stored_runs():
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         for cell in cells[1:]:
-            assert cell == tool.NOT_MEASURED or re.fullmatch(r"[\d.]+ s|\d+ min \d+ s", cell.split(" (")[0]), row
+            assert cell == tool.NOT_MEASURED or re.fullmatch(
+                r"[\d.]+ s|\d+ min \d+ s", cell.split(" (")[0]
+            ), row
 
 
 def test_course_timings_parses_the_run_time_line(tmp_path):
@@ -352,8 +367,16 @@ def test_course_timings_parses_the_run_time_line(tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_markdown_cell("# 9. A chapter [![Open In Colab](x)](y)"),
-        nbformat.v4.new_code_cell("print(...)", outputs=[nbformat.v4.new_output(
-            "stream", name="stdout", text="This chapter ran in 3 min 12 s with the cpu profile on CPU: X, 2 cores.\n")]),
+        nbformat.v4.new_code_cell(
+            "print(...)",
+            outputs=[
+                nbformat.v4.new_output(
+                    "stream",
+                    name="stdout",
+                    text="This chapter ran in 3 min 12 s with the cpu profile on CPU: X, 2 cores.\n",
+                )
+            ],
+        ),
     ]
     path = tmp_path / "nb.ipynb"
     nbformat.write(notebook, path)
@@ -411,21 +434,43 @@ def test_checks_catch_broken_notebooks():
     assert check_kernelspec(nb, path)
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
     assert check_first_output_names_profile(nb, path)
-    nb.cells[2].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[]))
+    nb.cells[2].outputs.append(
+        nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])
+    )
     assert check_no_errors(nb, path) == ["cell 2 stored an error: ValueError: bad"]
     assert check_last_output_reports_run_time(nb, path)  # the last output is the error
     nb.cells[1].execution_count, nb.cells[2].execution_count = 2, 1
     assert check_executed_in_order(nb, path)
 
 
-@pytest.mark.parametrize("output, found", [
-    (nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n"), "stored stderr"),
-    (nbformat.v4.new_output("stream", name="stdout", text="E0000 00:00:1795254709.249406     324 "
-                            "cuda_platform.cc:52] failed call to cuInit\n"), "a TensorFlow log line"),
-    (nbformat.v4.new_output("stream", name="stdout", text="ISBI 2012 from /work/shared/data\n"), "a machine path"),
-    (nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/tmp/run/x')"}), "a machine path"),
-    (nbformat.v4.new_output("stream", name="stdout", text="saved to checkpoints/run-1 and https://x.org/tmp/a\n"), None),
-])
+@pytest.mark.parametrize(
+    "output, found",
+    [
+        (nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n"), "stored stderr"),
+        (
+            nbformat.v4.new_output(
+                "stream",
+                name="stdout",
+                text="E0000 00:00:1795254709.249406     324 cuda_platform.cc:52] failed call to cuInit\n",
+            ),
+            "a TensorFlow log line",
+        ),
+        (
+            nbformat.v4.new_output("stream", name="stdout", text="ISBI 2012 from /work/shared/data\n"),
+            "a machine path",
+        ),
+        (
+            nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/tmp/run/x')"}),
+            "a machine path",
+        ),
+        (
+            nbformat.v4.new_output(
+                "stream", name="stdout", text="saved to checkpoints/run-1 and https://x.org/tmp/a\n"
+            ),
+            None,
+        ),
+    ],
+)
 def test_clean_output_check_flags_logs_stderr_and_paths(output, found):
     nb = _header_notebook()
     nb.cells[2].outputs = [output]
@@ -455,7 +500,11 @@ def test_notebook_cells_tool_writes_and_refreshes_header(tmp_path, monkeypatch):
 def _run_tool(*args, env=None):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "run_notebooks.py"), *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
 
 
@@ -466,7 +515,8 @@ def test_run_notebooks_stores_outputs_that_pass_the_book_checks(tmp_path):
         "print(os.environ['UNET_TUTORIAL_PROFILE'])\nplt.plot([0, 1])\nplt.show()"
     )
     plotting_cell = nbformat.v4.new_code_cell(
-        "import numpy as np\nfrom unet_tutorial import plotting\nplotting.show_images([np.eye(4)], titles=['eye'])"
+        "import numpy as np\nfrom unet_tutorial import plotting\n"
+        "plotting.show_images([np.eye(4)], titles=['eye'])"
     )
     nb = _header_notebook(extra_cells=[figure_cell, plotting_cell])
     nb.metadata["kernelspec"] = {"name": "something-else", "display_name": "x"}
@@ -535,7 +585,11 @@ def test_nbval_conftest_ignores_figures_and_stderr_but_checks_text(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("UNET_TUTORIAL_PROFILE", "MPLBACKEND")}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "-q", "-rA", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
     report = result.stdout
     assert re.search(r"PASSED good\.ipynb::Cell 0", report), report[-3000:]

@@ -19,6 +19,7 @@ from unet_tutorial.synthetic import synthetic_membranes
 
 RNG = np.random.default_rng(7)
 
+
 # -------------------------------------------------- V_Rand / V_Info by hand
 def test_identical_segmentations_score_one_even_with_other_label_ids():
     truth = RNG.integers(1, 6, (12, 12))
@@ -53,7 +54,10 @@ def test_split_of_one_cell_by_hand():
     assert scores["v_rand"] == pytest.approx(6 / 7) and scores["v_info"] == pytest.approx(0.8)
     assert scores["v_rand_split"] == pytest.approx(0.75) and scores["v_rand_merge"] == pytest.approx(1.0)
     assert scores["v_info_split"] == pytest.approx(2 / 3) and scores["v_info_merge"] == pytest.approx(1.0)
-    assert challenge.segmentation_scores(pred, truth)["v_rand"] == scores["v_rand"] and challenge.segmentation_scores(pred, truth)["v_info"] == scores["v_info"]
+    assert (
+        challenge.segmentation_scores(pred, truth)["v_rand"] == scores["v_rand"]
+        and challenge.segmentation_scores(pred, truth)["v_info"] == scores["v_info"]
+    )
 
 
 def test_truth_background_is_not_scored_and_unassigned_pixels_are_singletons():
@@ -64,7 +68,9 @@ def test_truth_background_is_not_scored_and_unassigned_pixels_are_singletons():
     assert challenge.segmentation_scores(padded_pred, padded_truth)["v_rand"] == pytest.approx(6 / 7)
     # Pred 0 = two separate one-pixel segments: n_ij = 2, 1, 1 = b, a = 4
     # -> V_Rand = 2*6 / (16 + 6) = 6/11.
-    assert challenge.segmentation_scores(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 1]))["v_rand"] == pytest.approx(6 / 11)
+    assert challenge.segmentation_scores(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 1]))[
+        "v_rand"
+    ] == pytest.approx(6 / 11)
 
 
 def test_v_rand_equals_brute_force_pair_counting():
@@ -95,7 +101,9 @@ def test_v_info_agrees_with_skimage_conditional_entropies():
     h_truth = -np.sum(p_truth * np.log2(p_truth))
     mutual = h_truth - h_truth_given_pred
     h_pred = mutual + h_pred_given_truth
-    assert challenge.segmentation_scores(pred, truth)["v_info"] == pytest.approx(2 * mutual / (h_pred + h_truth), rel=1e-9)
+    assert challenge.segmentation_scores(pred, truth)["v_info"] == pytest.approx(
+        2 * mutual / (h_pred + h_truth), rel=1e-9
+    )
 
 
 def test_scores_are_nan_without_truth_foreground():
@@ -349,7 +357,6 @@ def test_isbi_scores_refuse_bad_input():
         challenge.isbi_scores(mask.astype(float), mask[:, :5])
     with pytest.raises(ValueError, match="thresholds"):
         challenge.isbi_scores(mask.astype(float), mask, thresholds=[1.5])
-
 
 
 # ------------------------------------------------------------ real data

@@ -68,15 +68,19 @@ def test_help_describes_every_option(capsys, command):
         assert action.help, f"{command} {action.option_strings or action.dest} has no help"
         for option in action.option_strings:
             assert option in text
-    defaults = {"train": ["(default: 0.0001)", "(default: valid)", "(default: 1)"],
-                "predict": ["(default: 0.5)"], "evaluate": ["(default: isbi2012)", "(default: 5)"]}
+    defaults = {
+        "train": ["(default: 0.0001)", "(default: valid)", "(default: 1)"],
+        "predict": ["(default: 0.5)"],
+        "evaluate": ["(default: isbi2012)", "(default: 5)"],
+    }
     for shown in defaults[command]:
         assert shown in text
 
 
 def test_python_dash_m_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "unet_tutorial", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "unet_tutorial", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     assert all(word in result.stdout for word in ("train", "predict", "evaluate"))
 
@@ -98,8 +102,19 @@ def test_train_resumes_in_the_same_folder(capsys, tmp_path):
 
 
 def test_train_valid_unet_with_weight_maps_elastic_and_preview(capsys, tmp_path):
-    code, out, err = run(capsys, "train", *TINY, "--model", "valid", *FAST, "--weight-maps", "--elastic",
-                         "--preview", "--out", tmp_path)
+    code, out, err = run(
+        capsys,
+        "train",
+        *TINY,
+        "--model",
+        "valid",
+        *FAST,
+        "--weight-maps",
+        "--elastic",
+        "--preview",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert "crops 220 -> 36" in out  # the smoke profile's valid tile and its output
     assert state(tmp_path)["model"] == "unet_valid_d4_f4"
@@ -109,11 +124,22 @@ def test_train_valid_unet_with_weight_maps_elastic_and_preview(capsys, tmp_path)
 
 
 def test_train_asks_for_the_mode_of_an_unknown_monitor(capsys, tmp_path):
-    code, _, err = run(capsys, "train", *TINY, "--model", "mini", *FAST, "--monitor", "val_f1",
-                       "--out", tmp_path)
+    code, _, err = run(
+        capsys, "train", *TINY, "--model", "mini", *FAST, "--monitor", "val_f1", "--out", tmp_path
+    )
     assert code == 1 and 'Pass mode="max" or mode="min"' in err
-    code, _, err = run(capsys, "train", *TINY, "--model", "mini", *FAST, "--monitor", "val_dice_cell",
-                       "--out", tmp_path / "dice")
+    code, _, err = run(
+        capsys,
+        "train",
+        *TINY,
+        "--model",
+        "mini",
+        *FAST,
+        "--monitor",
+        "val_dice_cell",
+        "--out",
+        tmp_path / "dice",
+    )
     assert code == 0, err
     assert state(tmp_path / "dice")["mode"] == "max"
 
@@ -122,8 +148,20 @@ def test_train_refuses_another_architecture_in_a_run_folder(capsys, tmp_path, tr
     run_dir = tmp_path / "copy"
     shutil.copytree(trained, run_dir)
     before = (run_dir / training.LAST).read_bytes()
-    code, _, err = run(capsys, "train", *TINY, "--model", "mini", "--base-filters", "8", *FAST,
-                       "--epochs", "2", "--out", run_dir)
+    code, _, err = run(
+        capsys,
+        "train",
+        *TINY,
+        "--model",
+        "mini",
+        "--base-filters",
+        "8",
+        *FAST,
+        "--epochs",
+        "2",
+        "--out",
+        run_dir,
+    )
     assert code == 1 and "base_filters: file has 4, model has 8" in err
     assert (run_dir / training.LAST).read_bytes() == before
 
@@ -134,12 +172,34 @@ def test_train_on_image_and_mask_folders(capsys, tmp_path):
         (tmp_path / sub).mkdir()
         for i, array in enumerate(arrays):
             Image.fromarray((array * scale).astype(np.uint8)).save(tmp_path / sub / f"{i}.png")
-    code, out, err = run(capsys, "train", "--data", tmp_path / "images", "--masks", tmp_path / "masks",
-                         "--profile", "smoke", "--model", "mini", *FAST, "--out", tmp_path / "run")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "images",
+        "--masks",
+        tmp_path / "masks",
+        "--profile",
+        "smoke",
+        "--model",
+        "mini",
+        *FAST,
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 0, err
     assert "1 validation images" in out  # 6 images: the last one is held out
-    code, _, err = run(capsys, "train", "--data", tmp_path / "images", "--profile", "smoke", *FAST,
-                       "--out", tmp_path / "run2")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "images",
+        "--profile",
+        "smoke",
+        *FAST,
+        "--out",
+        tmp_path / "run2",
+    )
     assert code == 1 and "--masks" in err
 
 
@@ -154,13 +214,25 @@ def expected_probs(model_path, images):
 def test_predict_stack_and_png_folder(capsys, tmp_path, trained, inputs):
     folder, images = inputs
     out = tmp_path / "out"
-    code, stdout, err = run(capsys, "predict", folder / "stack.tif", folder / "pngs", "--weights",
-                            trained / training.BEST, "--out", out, "--isbi-tif", out / "isbi.tif",
-                            "--profile", "smoke")
+    code, stdout, err = run(
+        capsys,
+        "predict",
+        folder / "stack.tif",
+        folder / "pngs",
+        "--weights",
+        trained / training.BEST,
+        "--out",
+        out,
+        "--isbi-tif",
+        out / "isbi.tif",
+        "--profile",
+        "smoke",
+    )
     assert code == 0, err
     names = ["stack_000", "stack_001", "stack_002", "slice3", "slice4"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}_{kind}.png" for n in names for kind in ("prob", "mask")] + ["isbi.tif"])
+        [f"{n}_{kind}.png" for n in names for kind in ("prob", "mask")] + ["isbi.tif"]
+    )
     expected = expected_probs(trained / training.BEST, images)
     for name, prob in zip(names, expected):
         with Image.open(out / f"{name}_prob.png") as saved:
@@ -177,8 +249,16 @@ def test_predict_stack_and_png_folder(capsys, tmp_path, trained, inputs):
 
 def test_predict_never_overwrites(capsys, tmp_path, trained, inputs):
     folder, _ = inputs
-    args = ["predict", folder / "pngs", "--weights", trained / training.BEST, "--out", tmp_path,
-            "--profile", "smoke"]
+    args = [
+        "predict",
+        folder / "pngs",
+        "--weights",
+        trained / training.BEST,
+        "--out",
+        tmp_path,
+        "--profile",
+        "smoke",
+    ]
     assert run(capsys, *args)[0] == 0
     (tmp_path / "slice4_mask.png").write_bytes(b"edited by hand")
     code, _, err = run(capsys, *args)
@@ -196,25 +276,29 @@ def test_predict_with_weights_file_and_architecture_checks(capsys, tmp_path, tra
     model.save_weights(weights)
     base = ["predict", folder / "pngs", "--profile", "smoke"]
 
-    code, _, err = run(capsys, *base, "--weights", weights, "--model", "mini", "--base-filters", "4",
-                       "--out", tmp_path / "a")
+    code, _, err = run(
+        capsys, *base, "--weights", weights, "--model", "mini", "--base-filters", "4", "--out", tmp_path / "a"
+    )
     assert code == 0, err
     assert run(capsys, *base, "--weights", trained / training.BEST, "--out", tmp_path / "b")[0] == 0
     for name in ("slice3_prob.png", "slice4_prob.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
-    code, _, err = run(capsys, *base, "--weights", weights, "--model", "mini", "--base-filters", "8",
-                       "--out", tmp_path / "c")
+    code, _, err = run(
+        capsys, *base, "--weights", weights, "--model", "mini", "--base-filters", "8", "--out", tmp_path / "c"
+    )
     assert code == 1 and "do not fit" in err
     code, _, err = run(capsys, *base, "--weights", weights, "--out", tmp_path / "d")
     assert code == 1 and "weights only" in err
-    code, _, err = run(capsys, *base, "--weights", trained / training.BEST, "--model", "valid",
-                       "--out", tmp_path / "e")
+    code, _, err = run(
+        capsys, *base, "--weights", trained / training.BEST, "--model", "valid", "--out", tmp_path / "e"
+    )
     assert code == 1 and "padding: file has 'same', expected has 'valid'" in err
     code, _, err = run(capsys, *base, "--weights", tmp_path / "missing.keras", "--out", tmp_path / "f")
     assert code == 1 and "No such file" in err and "Traceback" not in err
-    code, _, err = run(capsys, *base, "--weights", tmp_path / "missing.keras", "--out", tmp_path / "f",
-                       "--traceback")
+    code, _, err = run(
+        capsys, *base, "--weights", tmp_path / "missing.keras", "--out", tmp_path / "f", "--traceback"
+    )
     assert code == 1 and "Traceback" in err
     assert not any((tmp_path / sub).exists() for sub in "cdef")
 

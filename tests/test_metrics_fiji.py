@@ -397,8 +397,15 @@ def fiji_isbi_scores(prob_stack, label_stack, thresholds=None):
             info = fiji_vinfo_fscore(truth, thinned)
             rand_sum += rand["fscore"]
             info_sum += info
-            per_slice.append({"truth": truth, "thinned": thinned, "rand": rand, "info": info,
-                              "cells": binary_proposal == 0})
+            per_slice.append(
+                {
+                    "truth": truth,
+                    "thinned": thinned,
+                    "rand": rand,
+                    "info": info,
+                    "cells": binary_proposal == 0,
+                }
+            )
         rand_curve.append(rand_sum / n_slices)
         info_curve.append(info_sum / n_slices)
         details.append(per_slice)

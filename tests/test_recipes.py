@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_tutorial import challenge, data, metrics, models, synthetic, tiling
+from unet_tutorial import challenge, data, models, synthetic, tiling
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.py"
 SIDE = 96  # crop of every slice: keeps overlap-tile prediction to a few tiles
@@ -56,8 +56,20 @@ def smoke(tmp_path_factory):
     """popular and paper trained for 2 steps each; their rows in results.csv."""
     folder = tmp_path_factory.mktemp("recipes")
     results, out = folder / "results.csv", folder / "runs"
-    common = ["--smoke", "--image-size", str(SIDE), "--verbose", "0", "--results", str(results),
-              "--out", str(out), "--seed", "3", *data_options()]
+    common = [
+        "--smoke",
+        "--image-size",
+        str(SIDE),
+        "--verbose",
+        "0",
+        "--results",
+        str(results),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        *data_options(),
+    ]
     code = recipes.main(["run", "--variant", "popular", "paper", *common])
     assert code == 0
     return {"results": results, "out": out, "common": common, "rows": read_csv(results)}
@@ -164,7 +176,9 @@ def test_rows_have_every_field_with_sane_values(smoke):
 
 def test_scores_match_the_saved_predictions(smoke):
     masks = expected_val_masks()
-    np.testing.assert_array_equal(recipes.load_split(recipes.run_arguments(["--variant", "paper", *smoke["common"]]))[3], masks)
+    np.testing.assert_array_equal(
+        recipes.load_split(recipes.run_arguments(["--variant", "paper", *smoke["common"]]))[3], masks
+    )
     for row in smoke["rows"]:
         prob = np.load(Path(row["run_dir"]) / "val_prob.npy")
         assert prob.shape == masks.shape and prob.min() >= 0 and prob.max() <= 1
@@ -225,7 +239,8 @@ def test_weights_everywhere_variant_differs_only_in_the_border_term():
     everywhere = recipes.recipe("paper-weights-everywhere", profile, 96)
     assert (paper["border_on"], everywhere["border_on"]) == ("background", "everywhere")
     assert {k: v for k, v in paper.items() if k != "border_on"} == {
-        k: v for k, v in everywhere.items() if k != "border_on"}
+        k: v for k, v in everywhere.items() if k != "border_on"
+    }
 
 
 def test_rescore_restores_every_row_from_the_stored_maps(smoke, tmp_path):
@@ -282,10 +297,13 @@ def test_new_results_file_gets_a_header(tmp_path):
     assert path.read_text().count("date,variant") == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--budget-minutes", "0"], "budget-minutes"),
-    (["--smoke", "--data", "synthetic", "--image-size", "0"], "image-size"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--budget-minutes", "0"], "budget-minutes"),
+        (["--smoke", "--data", "synthetic", "--image-size", "0"], "image-size"),
+    ],
+)
 def test_bad_run_options_fail_with_a_message(argv, message, capsys, tmp_path):
     assert recipes.main(["run", "--variant", "paper", "--results", str(tmp_path / "r.csv"), *argv]) == 1
     assert message in capsys.readouterr().err
@@ -311,19 +329,66 @@ def summary_rows(text):
 
 
 def test_summarize_means_and_spreads_by_hand(tmp_path, capsys):
-    base = dict(profile="cpu", data="isbi2012 25+5 512x512", budget_s=1800.0, backend="tensorflow",
-                device="CPU: test", params=1000, model_from="trained")
+    base = dict(
+        profile="cpu",
+        data="isbi2012 25+5 512x512",
+        budget_s=1800.0,
+        backend="tensorflow",
+        device="CPU: test",
+        params=1000,
+        model_from="trained",
+    )
     path = tmp_path / "results.csv"
-    write_results(path, [
-        dict(base, variant="paper", seed=0, v_rand=0.90, v_info=0.95, pixel_error=0.10, iou_membrane=0.50,
-             train_seconds=1800, steps=100),
-        dict(base, variant="popular", seed=0, v_rand=0.85, v_info=0.91, pixel_error=0.12, iou_membrane=0.40,
-             train_seconds=1801, steps=500),
-        dict(base, variant="paper", seed=1, v_rand=0.94, v_info=0.97, pixel_error=0.08, iou_membrane=0.60,
-             train_seconds=1802, steps=104),
-        dict(base, variant="paper", seed=0, budget_s=60.0, v_rand=0.5, v_info=0.6, pixel_error=0.3,
-             iou_membrane=0.2, train_seconds=60, steps=3),
-    ])
+    write_results(
+        path,
+        [
+            dict(
+                base,
+                variant="paper",
+                seed=0,
+                v_rand=0.90,
+                v_info=0.95,
+                pixel_error=0.10,
+                iou_membrane=0.50,
+                train_seconds=1800,
+                steps=100,
+            ),
+            dict(
+                base,
+                variant="popular",
+                seed=0,
+                v_rand=0.85,
+                v_info=0.91,
+                pixel_error=0.12,
+                iou_membrane=0.40,
+                train_seconds=1801,
+                steps=500,
+            ),
+            dict(
+                base,
+                variant="paper",
+                seed=1,
+                v_rand=0.94,
+                v_info=0.97,
+                pixel_error=0.08,
+                iou_membrane=0.60,
+                train_seconds=1802,
+                steps=104,
+            ),
+            dict(
+                base,
+                variant="paper",
+                seed=0,
+                budget_s=60.0,
+                v_rand=0.5,
+                v_info=0.6,
+                pixel_error=0.3,
+                iou_membrane=0.2,
+                train_seconds=60,
+                steps=3,
+            ),
+        ],
+    )
     assert recipes.main(["summarize", "--results", str(path)]) == 0
     text = capsys.readouterr().out
     assert text.count("### profile cpu") == 2  # 30-minute and 1-minute budgets apart
@@ -333,18 +398,45 @@ def test_summarize_means_and_spreads_by_hand(tmp_path, capsys):
     assert list(rows) == ["popular", "paper"]  # the script's order, not the file's
     sd_rand = np.std([0.90, 0.94], ddof=1)
     sd_iou = np.std([0.5, 0.6], ddof=1)
-    assert rows["paper"][0] == ["2", "0, 1", f"0.9200 ± {sd_rand:.4f}", f"0.9600 ± {np.std([0.95, 0.97], ddof=1):.4f}",
-                                f"0.0900 ± {np.std([0.10, 0.08], ddof=1):.4f}", f"0.5500 ± {sd_iou:.4f}",
-                                f"1801 ± {np.std([1800, 1802], ddof=1):.0f}", "102 ± 3", "1000 ± 0"]
+    assert rows["paper"][0] == [
+        "2",
+        "0, 1",
+        f"0.9200 ± {sd_rand:.4f}",
+        f"0.9600 ± {np.std([0.95, 0.97], ddof=1):.4f}",
+        f"0.0900 ± {np.std([0.10, 0.08], ddof=1):.4f}",
+        f"0.5500 ± {sd_iou:.4f}",
+        f"1801 ± {np.std([1800, 1802], ddof=1):.0f}",
+        "102 ± 3",
+        "1000 ± 0",
+    ]
     assert rows["popular"][0][:4] == ["1", "0", "0.8500", "0.9100"]
     assert summary_rows(second)["paper"][0][2] == "0.5000"
 
 
 def test_summarize_marks_reused_models_and_nan(tmp_path, capsys):
     path = tmp_path / "results.csv"
-    write_results(path, [dict(variant="paper-no-tta", seed=0, profile="cpu", data="d", budget_s=60, backend="b",
-                              device="c", v_rand=0.7, v_info=0.8, pixel_error=0.1, iou_membrane=float("nan"),
-                              train_seconds=60, steps=3, params=10, model_from="reused runs/x")])
+    write_results(
+        path,
+        [
+            dict(
+                variant="paper-no-tta",
+                seed=0,
+                profile="cpu",
+                data="d",
+                budget_s=60,
+                backend="b",
+                device="c",
+                v_rand=0.7,
+                v_info=0.8,
+                pixel_error=0.1,
+                iou_membrane=float("nan"),
+                train_seconds=60,
+                steps=3,
+                params=10,
+                model_from="reused runs/x",
+            )
+        ],
+    )
     assert recipes.main(["summarize", "--results", str(path)]) == 0
     row = summary_rows(capsys.readouterr().out)["paper-no-tta (paper's model)"][0]
     assert row[2] == "0.7000" and row[5] == "n/a"
@@ -372,7 +464,9 @@ def test_keep_for_book_copies_history_and_first_slice(tmp_path):
     saved = np.asarray(Image.open(folder / "paper_seed0_slice25_prob.png"))
     np.testing.assert_array_equal(saved, np.round(prob[0] * 255).astype(np.uint8))
     # a reused model's curve comes from the run that trained it; nothing is replaced
-    row_tta = dict(row, variant="paper-no-tta", model_from=f"reused {run_dir}", run_dir=str(tmp_path / "other"))
+    row_tta = dict(
+        row, variant="paper-no-tta", model_from=f"reused {run_dir}", run_dir=str(tmp_path / "other")
+    )
     (tmp_path / "other").mkdir()
     np.save(tmp_path / "other" / "val_prob.npy", prob[::-1])
     recipes.keep_for_book(row_tta, results)
@@ -391,8 +485,9 @@ def test_git_commit_marks_changed_code_but_not_the_results_it_writes(tmp_path):
     (tmp_path / "benchmarks" / "results" / "recipes_cpu.csv").write_text("date\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "start")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert recipes.git_commit(tmp_path) == head
     (tmp_path / "benchmarks" / "results" / "recipes_cpu.csv").write_text("date\nrow\n")
     assert recipes.git_commit(tmp_path) == head  # the script's own output

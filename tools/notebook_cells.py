@@ -199,7 +199,9 @@ def main(argv=None):
     header = commands.add_parser("header", help="write the standard first (and last) cells of a chapter")
     header.add_argument("notebook", type=Path, help="e.g. notebooks/03_mini_unet.ipynb")
     header.add_argument("--title", help="chapter title, for notebooks not in CHAPTER_TITLES")
-    header.add_argument("--print", dest="only_print", action="store_true", help="print the cells, change nothing")
+    header.add_argument(
+        "--print", dest="only_print", action="store_true", help="print the cells, change nothing"
+    )
     header.add_argument("--json", action="store_true", help="with --print: print the cells as notebook JSON")
     args = parser.parse_args(argv)
 

@@ -47,7 +47,7 @@ def _relative_module(node, current):
     if node.module == PACKAGE:
         return ""
     if node.module and node.module.startswith(PACKAGE + "."):
-        return node.module[len(PACKAGE) + 1:]
+        return node.module[len(PACKAGE) + 1 :]
     return None
 
 
@@ -68,7 +68,7 @@ def _imports(tree, modules):
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
-                    module = alias.name[len(PACKAGE) + 1:]
+                    module = alias.name[len(PACKAGE) + 1 :]
                     if module in modules and alias.asname:
                         names[alias.asname] = ("module", module)
     return names
@@ -91,8 +91,11 @@ class Package:
                         if isinstance(target, ast.Name):
                             self.definitions[(module, target.id)] = Definition(module, target.id, node)
         self.imports = {module: _imports(tree, self.trees) for module, tree in self.trees.items()}
-        self.tooling = {module for module, tree in self.trees.items()
-                        if (ast.get_docstring(tree) or "").startswith("Tooling")}
+        self.tooling = {
+            module
+            for module, tree in self.trees.items()
+            if (ast.get_docstring(tree) or "").startswith("Tooling")
+        }
         self.total_lines = sum(len((self.folder / f"{m}.py").read_text().splitlines()) for m in self.trees)
 
     def resolve(self, module, name):
@@ -184,8 +187,16 @@ def table(package, notebooks):
             else:
                 per_module[key[0]] += package.definitions[key].lines
         top = per_module.most_common(1)
-        rows.append((Path(notebook).stem, sum(per_module.values()), tooling, len(reached),
-                     f"{top[0][0]} ({top[0][1]})" if top else "-", reached))
+        rows.append(
+            (
+                Path(notebook).stem,
+                sum(per_module.values()),
+                tooling,
+                len(reached),
+                f"{top[0][0]} ({top[0][1]})" if top else "-",
+                reached,
+            )
+        )
     return rows
 
 
@@ -199,8 +210,10 @@ def main(argv=None):
     package = Package(args.package)
     notebooks = sorted(Path(args.notebooks).glob("*.ipynb"))
     rows = table(package, notebooks)
-    print(f"package: {len(package.trees)} modules, {package.total_lines} lines "
-          f"(largest: {max(len((package.folder / f'{m}.py').read_text().splitlines()) for m in package.trees)})")
+    print(
+        f"package: {len(package.trees)} modules, {package.total_lines} lines "
+        f"(largest: {max(len((package.folder / f'{m}.py').read_text().splitlines()) for m in package.trees)})"
+    )
     print(f"tooling modules (not followed): {', '.join(sorted(package.tooling)) or 'none'}")
     print("| chapter | lines reached | tooling lines called | definitions | most lines in |")
     print("| --- | ---: | ---: | ---: | --- |")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,7 +102,10 @@ def run(paths, timeout, keep_going=False):
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
             failures += 1
             seconds = time.perf_counter() - start
-            print(f"FAILED  {path} after {seconds:.1f} s; the file was left unchanged.\n{error}", file=sys.stderr)
+            print(
+                f"FAILED  {path} after {seconds:.1f} s; the file was left unchanged.\n{error}",
+                file=sys.stderr,
+            )
             if not keep_going:
                 break
             continue

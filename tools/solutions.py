@@ -100,12 +100,17 @@ def main(argv=None):
             print(f"{path}: {folded} solutions folded")
         else:
             found = count(nb)
-            code_left = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
-                         and {TAG, "hide-cell"} & set(c.get("metadata", {}).get("tags", []))]
+            code_left = [
+                i
+                for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and {TAG, "hide-cell"} & set(c.get("metadata", {}).get("tags", []))
+            ]
             if found < args.at_least or code_left:
                 failures += 1
-                print(f"{path}: {found} folded solutions (need {args.at_least}); "
-                      f"unfolded solution code cells: {code_left or 'none'}")
+                print(
+                    f"{path}: {found} folded solutions (need {args.at_least}); "
+                    f"unfolded solution code cells: {code_left or 'none'}"
+                )
     return 1 if failures else 0
 
 

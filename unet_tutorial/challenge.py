@@ -148,71 +148,55 @@ def segmentation_scores(pred_labels, truth_labels):
     }
 
 
-# States of the pixels during the flood; basins are 1, 2, ... A queued pixel of the layer
-# being labelled holds -2 - its position in that layer.
-_LINE, _FREE = 0, -1
-_NO_BASIN = -1  # from _one_basin: no basin among the values
-_ONE_BY_ONE = 64  # fewer waiting pixels than this are settled in plain Python (_in_order)
+# Pixels in the flood: basins 1, 2, ..., lines 0, free membrane -1, and the queued pixels of
+# the layer being labelled -2 - their position in it. _one_basin finds a basin, _LINE (two
+# or more) or _NO_BASIN.
+_LINE, _FREE, _NO_BASIN = 0, -1, -1
+_ONE_BY_ONE = 64  # fewer waiting pixels than this are settled in plain Python
 
 
 def _flood(basins):
-    """Fiji's flooding of the membrane from the cells, a whole queue layer at a time.
+    """Fiji's flood of the membrane from the cells (int32 ``basins``), a queue layer at a time.
 
-    Fiji pops the membrane pixels from a first-in-first-out queue. The queue holds them in
-    layers: the pixels touching a cell (in Fiji's x-major order), then the pixels these
-    push, and so on. A popped pixel takes the one basin among its neighbours popped before
-    it: the cells, the earlier layers and the earlier pixels of its own layer; two basins
-    or none make it a line (0). (Fiji's ``flag`` only lets a basin seen after a line win.)
-    So a layer is labelled at once with NumPy; only pixels whose earlier neighbours in
-    the same layer might bring another basin wait for them (:func:`_settle`). Every
-    membrane pixel is reached, as the cells are the only sources and the image is
-    4-connected. ``basins`` are the int32 cell labels, 0 on the membrane.
+    Fiji pops the membrane pixels from a first-in-first-out queue, which holds them in
+    layers: the pixels touching a cell (in x-major order), then the pixels these push, and
+    so on. A popped pixel takes the one basin among its neighbours popped before it
+    (cells, earlier layers, earlier pixels of its layer); two basins or none make it a
+    line (Fiji's ``flag`` lets a basin seen after a line win). So NumPy labels a layer at
+    once; only pixels whose earlier neighbours in the layer may bring another basin wait.
     """
-    grid = np.pad(np.where(basins.T > 0, basins.T, _FREE), 1)  # x-major; the frame is a line
+    grid = np.pad((basins - (basins == 0)).T, 1)  # x-major; membrane -> _FREE; a frame of line
     height = grid.shape[1]
     steps = np.array([[-height], [-1], [height], [1]])  # Fiji's order: left, up, right, down
-    state = grid.ravel()
-    claim = np.full(state.size, np.iinfo(np.intp).max)  # scratch for _next_layer
-    layer = _first_layer(grid)
+    cell = grid > 0
+    touch = np.zeros_like(cell)
+    touch[1:-1, 1:-1] = cell[:-2, 1:-1] | cell[2:, 1:-1] | cell[1:-1, :-2] | cell[1:-1, 2:]
+    layer = np.flatnonzero(touch & (grid == _FREE))
+    state, claim = grid.ravel(), np.full(grid.size, np.iinfo(np.intp).max)
     while layer.size:
         position = np.arange(layer.size, dtype=np.int32)
         state[layer] = -2 - position
-        around = layer + steps  # (4, n): the neighbours of each pixel of the layer
+        around = layer + steps  # (4, n) neighbours
         seen = state[around]
-        # positions of the neighbours in this layer; as unsigned, all others are huge
-        earlier = -2 - seen
+        earlier = -2 - seen  # positions in the layer; as unsigned, other pixels are huge
         before = np.where(earlier.view(np.uint32) < position, earlier, np.intp(layer.size))
         state[layer] = _settle(_one_basin(seen), before)
         layer = _next_layer(around, seen == _FREE, claim)
     return state.reshape(grid.shape)[1:-1, 1:-1].T
 
 
-def _first_layer(grid):
-    """The membrane pixels touching a cell, in Fiji's x-major order (``grid`` is x-major)."""
-    cell = grid > 0
-    touch = np.zeros_like(cell)
-    touch[1:-1, 1:-1] = cell[:-2, 1:-1] | cell[2:, 1:-1] | cell[1:-1, :-2] | cell[1:-1, 2:]
-    return np.flatnonzero(touch & (grid == _FREE))
-
-
 def _next_layer(around, free, claim):
-    """The free neighbours of a layer, in the order Fiji pushes them onto the queue.
-
-    Pixel i of the layer pushes its free neighbours in the order left, up, right, down:
-    push number 4 i + k. A pixel next to several pixels of the layer is pushed by the
-    first, so the smallest number wins. Each pixel is pushed in one layer only, so
-    ``claim`` needs no reset.
-    """
-    number = np.flatnonzero(free.T)  # (pixel, direction) in push order
+    """The free neighbours of a layer in Fiji's push order: pixel i pushes its neighbour k
+    (left, up, right, down) as number 4 i + k, and the first push of a pixel counts."""
+    number = np.flatnonzero(free.T)
     pusher, direction = np.divmod(number, 4)
     pushed = around[direction, pusher]
-    np.minimum.at(claim, pushed, number)
+    np.minimum.at(claim, pushed, number)  # a pixel is pushed in one layer only: no reset
     return pushed[np.flatnonzero(claim[pushed] == number)]
 
 
 def _one_basin(values):
-    """Per column of int32 ``values``: the one basin (> 0) among them, _LINE if two or more,
-    _NO_BASIN if none."""
+    """Per column of int32 ``values``: the one basin (> 0), _LINE for two, _NO_BASIN for none."""
     high = np.maximum.reduce(values)
     # smallest basin: as unsigned, values - 1 wraps lines and negative states to huge numbers
     low = (np.minimum.reduce((values - 1).view(np.uint32)) + np.uint32(1)).view(np.int32)
@@ -222,32 +206,26 @@ def _one_basin(values):
 
 
 def _settle(first, before):
-    """Final labels of a layer, in queue order.
-
-    ``first`` is the one basin among each pixel's cells and earlier layers
-    (:func:`_one_basin`), ``before`` (4, n) the positions of its neighbours popped
-    earlier in the same layer (n where there is none). A pixel keeps ``first`` unless one
-    of these might bring another basin, or ``first`` has none: then it waits, holding
-    -2 - its basin (-1 without one). Each round settles the waiting pixels that
-    :func:`_settle_now` can; the earliest always can. The last few go one by one.
+    """A layer's labels from ``first``, the one basin among each pixel's cells and earlier
+    layers, and ``before`` (4, n), the positions of its neighbours popped earlier in the
+    layer (n: none). A pixel waits if one of these may bring another basin, or if ``first``
+    has none; it holds -2 - its basin (or -1) meanwhile. Each round settles those whose
+    neighbours decide them already, the earliest at least; the last few go one by one.
     """
     n = first.size
     value = np.zeros(n + 1, np.int32)  # value[n] = 0: no neighbour
     value[:n] = first
     near = value[before]
-    other = np.logical_or.reduce((near != first) & (near != _LINE))  # may bring another basin
+    other = np.logical_or.reduce((near != first) & (near != _LINE))
     wait = np.flatnonzero((first < 0) | ((first > 0) & other))
-    if not wait.size:
-        return first
     basin, before = first[wait], np.take(before, wait, axis=1)
     value[wait] = np.where(basin > 0, -2 - basin, -1)
     while wait.size >= _ONE_BY_ONE:
         done, label = _settle_now(value[before], basin)
-        settled = np.flatnonzero(done)
+        settled, left = np.flatnonzero(done), np.flatnonzero(~done)
         value[wait[settled]] = label[settled]
-        left = np.flatnonzero(~done)
         wait, basin, before = wait[left], basin[left], np.take(before, left, axis=1)
-        if 4 * settled.size < left.size:  # slow progress: a long chain
+        if 4 * settled.size < left.size:  # slow progress: long chains
             break
     if wait.size:
         _in_order(value, wait, basin, before)
@@ -255,14 +233,13 @@ def _settle(first, before):
 
 
 def _settle_now(near, basin):
-    """Which waiting pixels settle now, and their labels, from their earlier neighbours'
-    ``near`` values (settled: >= 0; waiting: -2 - basin, or -1)."""
+    """Which waiting pixels settle now, and as what, from their earlier neighbours' values."""
     typed = basin > 0
     clash = typed & np.logical_or.reduce((near > 0) & (near != basin))  # another basin: line
-    same = np.where(typed, -2 - basin, _LINE)  # waiting neighbours that can end only as basin or line
+    same = np.where(typed, -2 - basin, _LINE)  # waiting, but can only end as basin or line
     ready = np.logical_and.reduce((near >= 0) | (near == same))
     label = np.where(clash, _LINE, basin)
-    untyped = np.flatnonzero(ready & ~typed)  # no basin of its own: takes its neighbours' one
+    untyped = np.flatnonzero(ready & ~typed)  # no basin of its own: its neighbours' one
     label[untyped] = np.maximum(_one_basin(near[:, untyped]), _LINE)
     return clash | ready, label
 
@@ -270,16 +247,18 @@ def _settle_now(near, basin):
 def _in_order(value, wait, basin, before):
     """Settle the waiting pixels one by one in queue order, in plain Python."""
     settled = {}
-    for p, b, qs, vs in zip(wait.tolist(), basin.tolist(), before.T.tolist(), value[before].T.tolist()):
-        b = max(b, _LINE)
-        for q, v in zip(qs, vs):
-            v = settled.get(q, v)  # a neighbour settled earlier in this loop
-            if v > 0 and v != b:
-                if b > 0:
-                    b = _LINE  # two basins
+    neighbours, values = zip(*before.tolist()), zip(*value[before].tolist())
+    for p, label, qs, near in zip(wait.tolist(), basin.tolist(), neighbours, values):
+        label = max(label, _LINE)
+        for q, v in zip(qs, near):
+            if v < 0:  # a waiting neighbour, settled earlier in this loop
+                v = settled[q]
+            if v > 0 and v != label:
+                if label > 0:
+                    label = _LINE  # two basins
                     break
-                b = v
-        settled[p] = b
+                label = v
+        settled[p] = label
     value[wait] = list(settled.values())
 
 
@@ -406,4 +385,3 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
         "v_rand_slices": slices[0],
         "v_info_slices": slices[1],
     }
-

@@ -36,132 +36,214 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 def _add_data_options(parser):
     group = parser.add_argument_group("data")
     group.add_argument(
-        "--data", default="isbi2012",
+        "--data",
+        default="isbi2012",
         help="'isbi2012' (the challenge stacks, found via --data-dir, $UNET_TUTORIAL_DATA or the "
-             "download cache), 'synthetic' (generated EM-like slices, no download), or a FOLDER of "
-             "images (then --masks is needed)",
+        "download cache), 'synthetic' (generated EM-like slices, no download), or a FOLDER of "
+        "images (then --masks is needed)",
     )
-    group.add_argument("--masks", default=None,
-                       help="folder of binary masks (0/1 or 0/255) paired with --data FOLDER by file name")
-    group.add_argument("--data-dir", default=None,
-                       help="folder holding isbi2012/ or the three ISBI .tif files")
-    group.add_argument("--no-download", action="store_true",
-                       help="never download ISBI 2012; fail if it is not on disk")
-    group.add_argument("--n-val", type=int, default=5,
-                       help="last N images held out for validation (fewer if the data is small)")
+    group.add_argument(
+        "--masks",
+        default=None,
+        help="folder of binary masks (0/1 or 0/255) paired with --data FOLDER by file name",
+    )
+    group.add_argument(
+        "--data-dir", default=None, help="folder holding isbi2012/ or the three ISBI .tif files"
+    )
+    group.add_argument(
+        "--no-download", action="store_true", help="never download ISBI 2012; fail if it is not on disk"
+    )
+    group.add_argument(
+        "--n-val",
+        type=int,
+        default=5,
+        help="last N images held out for validation (fewer if the data is small)",
+    )
     group.add_argument("--synthetic-size", type=int, default=512, help="side of synthetic slices in pixels")
-    group.add_argument("--seed", type=int, default=0,
-                       help="seed for weights, crops, augmentation and synthetic data")
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed for weights, crops, augmentation and synthetic data"
+    )
 
 
 def _add_common_options(parser):
-    parser.add_argument("--profile", choices=("smoke", "cpu", "gpu"), default=None,
-                        help="runtime profile; default: $UNET_TUTORIAL_PROFILE, 'smoke' under CI, "
-                             "'gpu' if Keras sees a GPU, else 'cpu'")
+    parser.add_argument(
+        "--profile",
+        choices=("smoke", "cpu", "gpu"),
+        default=None,
+        help="runtime profile; default: $UNET_TUTORIAL_PROFILE, 'smoke' under CI, "
+        "'gpu' if Keras sees a GPU, else 'cpu'",
+    )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
 
 
 def _add_train_parser(subparsers):
     parser = subparsers.add_parser(
-        "train", formatter_class=_Formatter, epilog=_EPILOG,
+        "train",
+        formatter_class=_Formatter,
+        epilog=_EPILOG,
         help="train a U-Net with checkpoints; rerun the same command to resume",
         description="Train a U-Net on random, augmented crops. The run folder (--out) receives "
-                    "last.keras, best.keras, history.csv and state.json; running the same command again "
-                    "resumes an interrupted run with its epoch count and optimizer state.",
+        "last.keras, best.keras, history.csv and state.json; running the same command again "
+        "resumes an interrupted run with its epoch count and optimizer state.",
     )
     _add_common_options(parser)
     _add_data_options(parser)
     group = parser.add_argument_group("model")
-    group.add_argument("--model", choices=("valid", "same", "mini"), default="valid",
-                       help="'valid': the paper's U-Net (output smaller than input); 'same': padded "
-                            "convolutions; 'mini': the two-level U-Net of chapter 3")
+    group.add_argument(
+        "--model",
+        choices=("valid", "same", "mini"),
+        default="valid",
+        help="'valid': the paper's U-Net (output smaller than input); 'same': padded "
+        "convolutions; 'mini': the two-level U-Net of chapter 3",
+    )
     group.add_argument("--base-filters", type=int, default=None, help="filters of the first level (profile)")
-    group.add_argument("--depth", type=int, default=None,
-                       help="down-sampling steps of valid/same U-Nets (profile)")
+    group.add_argument(
+        "--depth", type=int, default=None, help="down-sampling steps of valid/same U-Nets (profile)"
+    )
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=None, help="total epochs of the run (profile)")
     group.add_argument("--steps", type=int, default=None, help="batches per epoch (profile)")
     group.add_argument("--batch-size", type=int, default=None, help="crops per batch (profile)")
-    group.add_argument("--tile-size", type=int, default=None,
-                       help="input crop side: profile tile_size for 'valid', crop_size for 'same'/'mini'")
+    group.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="input crop side: profile tile_size for 'valid', crop_size for 'same'/'mini'",
+    )
     group.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    group.add_argument("--weight-maps", action=argparse.BooleanOptionalAction, default=False,
-                       help="weight the loss by the paper's border weight maps (chapter 5; cached in the "
-                            "run folder)")
-    group.add_argument("--elastic", action="store_true",
-                       help="add the paper's elastic deformations to the flips, rotations and grey-value "
-                            "changes")
-    group.add_argument("--score-every", type=int, default=1,
-                       help="compute V_Rand on the whole validation images every N epochs (0: never)")
-    group.add_argument("--monitor", default=None,
-                       help="log key that picks best.keras; default val_v_rand when scoring, else val_loss")
-    group.add_argument("--mode", choices=("min", "max"), default=None,
-                       help="whether a smaller or larger --monitor is better; needed only for names the "
-                            "package does not log itself")
-    group.add_argument("--preview", action="store_true",
-                       help="write preview.png (input | truth | prediction) into the run folder each epoch")
-    group.add_argument("--eager", action="store_true",
-                       help="run Keras eagerly, without graph compilation: slower steps but no start-up "
-                            "cost; "
-                            "for debugging and tiny smoke runs")
+    group.add_argument(
+        "--weight-maps",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="weight the loss by the paper's border weight maps (chapter 5; cached in the run folder)",
+    )
+    group.add_argument(
+        "--elastic",
+        action="store_true",
+        help="add the paper's elastic deformations to the flips, rotations and grey-value changes",
+    )
+    group.add_argument(
+        "--score-every",
+        type=int,
+        default=1,
+        help="compute V_Rand on the whole validation images every N epochs (0: never)",
+    )
+    group.add_argument(
+        "--monitor",
+        default=None,
+        help="log key that picks best.keras; default val_v_rand when scoring, else val_loss",
+    )
+    group.add_argument(
+        "--mode",
+        choices=("min", "max"),
+        default=None,
+        help="whether a smaller or larger --monitor is better; needed only for names the "
+        "package does not log itself",
+    )
+    group.add_argument(
+        "--preview",
+        action="store_true",
+        help="write preview.png (input | truth | prediction) into the run folder each epoch",
+    )
+    group.add_argument(
+        "--eager",
+        action="store_true",
+        help="run Keras eagerly, without graph compilation: slower steps but no start-up "
+        "cost; "
+        "for debugging and tiny smoke runs",
+    )
     group = parser.add_argument_group("output")
-    group.add_argument("--out", default=None,
-                       help="run folder; default checkpoints/cli_<model>_f<filters> (on Google Drive in "
-                            "Colab "
-                            "when it is mounted)")
-    group.add_argument("--overwrite", action="store_true",
-                       help="delete the run files in --out and start afresh instead of resuming")
-    group.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                       help="Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch")
+    group.add_argument(
+        "--out",
+        default=None,
+        help="run folder; default checkpoints/cli_<model>_f<filters> (on Google Drive in "
+        "Colab "
+        "when it is mounted)",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run files in --out and start afresh instead of resuming",
+    )
+    group.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch",
+    )
     parser.set_defaults(handler=_train)
 
 
 def _add_model_file_options(parser):
-    parser.add_argument("--weights", required=True,
-                        help="trained model: a .keras file (e.g. RUN/best.keras), or .weights.h5 with "
-                             "--model "
-                             "and --base-filters")
-    parser.add_argument("--model", choices=("valid", "same", "mini"), default=None,
-                        help="architecture the file must hold (checked); needed for .weights.h5")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        help="trained model: a .keras file (e.g. RUN/best.keras), or .weights.h5 with "
+        "--model "
+        "and --base-filters",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("valid", "same", "mini"),
+        default=None,
+        help="architecture the file must hold (checked); needed for .weights.h5",
+    )
     parser.add_argument("--base-filters", type=int, default=None, help="filters the file must have (checked)")
-    parser.add_argument("--depth", type=int, default=None,
-                        help="depth the file must have (checked); builds the network for .weights.h5 "
-                             "(profile)")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=None,
+        help="depth the file must have (checked); builds the network for .weights.h5 (profile)",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips and rotations (8x slower)")
-    parser.add_argument("--tile-size", type=int, default=None,
-                        help="input tile side for overlap-tile prediction "
-                             "(default: the model's; see tiling.plan_tiles)")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="input tile side for overlap-tile prediction (default: the model's; see tiling.plan_tiles)",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call (profile)")
 
 
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser(
-        "predict", formatter_class=_Formatter, epilog=_EPILOG,
+        "predict",
+        formatter_class=_Formatter,
+        epilog=_EPILOG,
         help="segment images with a trained model (overlap-tile, any size)",
         description="Predict cell probabilities for images of any size by overlap-tile and save, for each "
-                    "image NAME, NAME_prob.png (0..255) and NAME_mask.png (0 or 255) in --out. Existing "
-                    "files are never replaced unless --overwrite is given.",
+        "image NAME, NAME_prob.png (0..255) and NAME_mask.png (0 or 255) in --out. Existing "
+        "files are never replaced unless --overwrite is given.",
     )
     _add_common_options(parser)
-    parser.add_argument("inputs", nargs="+",
-                        help="image folders, image files (PNG, TIFF, JPEG, BMP) or multi-page TIFF stacks")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="image folders, image files (PNG, TIFF, JPEG, BMP) or multi-page TIFF stacks",
+    )
     _add_model_file_options(parser)
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--threshold", type=float, default=0.5, help="cell threshold for the masks")
-    parser.add_argument("--isbi-tif", default=None,
-                        help="also write all predictions as one float32 TIFF stack in the ISBI 2012 "
-                             "submission "
-                             "layout (1 = cell, 0 = membrane)")
+    parser.add_argument(
+        "--isbi-tif",
+        default=None,
+        help="also write all predictions as one float32 TIFF stack in the ISBI 2012 "
+        "submission "
+        "layout (1 = cell, 0 = membrane)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(handler=_predict)
 
 
 def _add_evaluate_parser(subparsers):
     parser = subparsers.add_parser(
-        "evaluate", formatter_class=_Formatter, epilog=_EPILOG,
+        "evaluate",
+        formatter_class=_Formatter,
+        epilog=_EPILOG,
         help="score a trained model on the validation split",
         description="Predict the validation images (the last --n-val of the data, as in training) and print "
-                    "pixel error, IoU, Dice, V_Rand and V_Info per image and their mean.",
+        "pixel error, IoU, Dice, V_Rand and V_Info per image and their mean.",
     )
     _add_common_options(parser)
     _add_data_options(parser)
@@ -172,7 +254,8 @@ def _add_evaluate_parser(subparsers):
 def _build_parser():
     """The ``argparse`` parser of ``python -m unet_tutorial``."""
     parser = argparse.ArgumentParser(
-        prog="python -m unet_tutorial", formatter_class=_Formatter,
+        prog="python -m unet_tutorial",
+        formatter_class=_Formatter,
         description="Train, apply and evaluate the U-Nets of the U-Net tutorial book.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,evaluate}")
@@ -216,8 +299,9 @@ def _load_split(args, profile):
         x_train, y_train, x_val, y_val = images[:n_train], masks[:n_train], images[n_train:], masks[n_train:]
     else:
         if args.masks is None:
-            raise ValueError(f"--data {args.data} is a folder of images: also pass --masks FOLDER with "
-                             "their masks")
+            raise ValueError(
+                f"--data {args.data} is a folder of images: also pass --masks FOLDER with their masks"
+            )
         folder = folders.load_folder(args.data, args.masks, as_gray=True)
         x_train, y_train, x_val, y_val = _split_last(list(folder.images), list(folder.masks), args.n_val)
     if profile.max_images:
@@ -268,8 +352,9 @@ def _load_trained_model(args, profile):
     expected = _expected_architecture(args)
     if str(path).endswith(".weights.h5"):
         if args.model is None or args.base_filters is None:
-            raise ValueError(f"{path} holds weights only: pass --model and --base-filters to build the "
-                             "network")
+            raise ValueError(
+                f"{path} holds weights only: pass --model and --base-filters to build the network"
+            )
         model = _build_model(args.model, args.base_filters, args.depth or profile.depth, seed=None)
         return model_files.load_weights_checked(model, path)
     return model_files.load_model_checked(path, expected=expected or None, compile=False)
@@ -282,8 +367,9 @@ def _predict_all(model, images, args, profile):
     batch_size = _positive(args.batch_size, "batch-size") or profile.predict_batch_size
     probs = []
     for i, image in enumerate(images, start=1):
-        prob = tiling.predict_tiled(model, data.to_float(image), tile_size=args.tile_size,
-                                    batch_size=batch_size, tta=args.tta)
+        prob = tiling.predict_tiled(
+            model, data.to_float(image), tile_size=args.tile_size, batch_size=batch_size, tta=args.tta
+        )
         probs.append(cell_probability(prob))
         if sys.stdout.isatty():
             print(f"\rpredicted {i}/{len(images)}", end="", flush=True)
@@ -321,24 +407,44 @@ def _train(args):
     run_dir = Path(args.out) if args.out else runtime.checkpoint_dir(f"cli_{args.model}_f{base_filters}")
 
     x_train, y_train, x_val, y_val = _load_split(args, profile)
-    print(f"data: {len(x_train)} training and {len(x_val)} validation images ({args.data}); "
-          f"crops {input_size} -> {output_size}; run folder {run_dir}")
+    print(
+        f"data: {len(x_train)} training and {len(x_val)} validation images ({args.data}); "
+        f"crops {input_size} -> {output_size}; run folder {run_dir}"
+    )
     w_train = w_val = None
     if args.weight_maps:
         w_train = _weight_maps(y_train, run_dir / "weight_maps")
         w_val = _weight_maps(y_val, run_dir / "weight_maps")
 
     train_data = dataset.SegmentationDataset(
-        x_train, y_train, input_size, output_size, weights=w_train, batch_size=batch_size,
-        steps_per_epoch=steps, augment=_augment_params(args.elastic), seed=args.seed,
+        x_train,
+        y_train,
+        input_size,
+        output_size,
+        weights=w_train,
+        batch_size=batch_size,
+        steps_per_epoch=steps,
+        augment=_augment_params(args.elastic),
+        seed=args.seed,
     )
     val_data = dataset.SegmentationDataset(
-        x_val, y_val, input_size, output_size, weights=w_val, batch_size=batch_size,
-        steps_per_epoch=max(1, len(x_val)), augment=None, seed=args.seed + 1,
+        x_val,
+        y_val,
+        input_size,
+        output_size,
+        weights=w_val,
+        batch_size=batch_size,
+        steps_per_epoch=max(1, len(x_val)),
+        augment=None,
+        seed=args.seed + 1,
     )
     model = _build_model(args.model, base_filters, depth, args.seed)
-    model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=losses.PixelCrossEntropy(),
-                  metrics=metrics.training_metrics(1), run_eagerly=args.eager)
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.lr),
+        loss=losses.PixelCrossEntropy(),
+        metrics=metrics.training_metrics(1),
+        run_eagerly=args.eager,
+    )
 
     watchers = []
     val_float = [_float(x) for x in x_val]
@@ -348,11 +454,23 @@ def _train(args):
     if args.preview:
         watchers.append(callbacks.LivePreview(val_float[0], y_val[0], path=run_dir / "preview.png"))
     monitor = args.monitor or ("val_v_rand" if args.score_every else "val_loss")
-    training.train(model, train_data, val_data, run_dir=run_dir, epochs=epochs, callbacks=watchers,
-                   monitor=monitor, mode=args.mode, overwrite=args.overwrite, verbose=args.verbose)
+    training.train(
+        model,
+        train_data,
+        val_data,
+        run_dir=run_dir,
+        epochs=epochs,
+        callbacks=watchers,
+        monitor=monitor,
+        mode=args.mode,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+    )
     state = training.read_state(run_dir) or {}
-    print(f"done: {state.get('epoch')} epochs in {run_dir}; best {monitor} = {state.get('best')} "
-          f"(epoch {state.get('best_epoch')}) in {run_dir / training.BEST}")
+    print(
+        f"done: {state.get('epoch')} epochs in {run_dir}; best {monitor} = {state.get('best')} "
+        f"(epoch {state.get('best_epoch')}) in {run_dir / training.BEST}"
+    )
     return 0
 
 

@@ -1,9 +1,9 @@
 """Tooling: the chapters' runtime: profiles, the summary line, seeding, run folders on Drive.
 
-Not a part of the U-Net; what lets one notebook run anywhere. One notebook serves three machines: ``smoke`` (CI: seconds per chapter), ``cpu`` (a
-laptop: minutes per chapter, small models) and ``gpu`` (a Colab T4 or better: the
-paper's sizes). Every number a chapter trains with lives in :data:`PROFILES`, so no
-chapter hard-codes its own.
+Not a part of the U-Net; what lets one notebook run anywhere. One notebook serves three
+machines: ``smoke`` (CI: seconds per chapter), ``cpu`` (a laptop: minutes per chapter,
+small models) and ``gpu`` (a Colab T4 or better: the paper's sizes). Every number a
+chapter trains with lives in :data:`PROFILES`, so no chapter hard-codes its own.
 
 Used in chapter 1 (Semantic segmentation), where the profile is first explained, and at
 the top of every chapter.
@@ -21,9 +21,19 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["Profile", "PROFILES", "select_profile", "device_name", "summary", "seed_everything", "in_colab",
-           "quiet_tensorflow_logs",
-           "mount_drive", "checkpoint_dir", "Stopwatch"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "select_profile",
+    "device_name",
+    "summary",
+    "seed_everything",
+    "in_colab",
+    "quiet_tensorflow_logs",
+    "mount_drive",
+    "checkpoint_dir",
+    "Stopwatch",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +79,48 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", "CI: a few steps on tiny models, to prove the notebook runs",
-                     base_filters=4, depth=4, tile_size=220, crop_size=64, batch_size=1, epochs=1,
-                     steps_per_epoch=2, predict_batch_size=2, tta=False, max_images=4),
-    "cpu": Profile("cpu", "a laptop CPU: 16-filter networks, minutes per chapter",
-                   base_filters=16, depth=4, tile_size=316, crop_size=256, batch_size=2, epochs=12,
-                   steps_per_epoch=40, predict_batch_size=2, tta=True, max_images=None),
-    "gpu": Profile("gpu", "a Colab T4 or better: the paper's 64-filter network on 572x572 tiles",
-                   base_filters=64, depth=4, tile_size=572, crop_size=512, batch_size=1, epochs=40,
-                   steps_per_epoch=200, predict_batch_size=4, tta=True, max_images=None),
+    "smoke": Profile(
+        "smoke",
+        "CI: a few steps on tiny models, to prove the notebook runs",
+        base_filters=4,
+        depth=4,
+        tile_size=220,
+        crop_size=64,
+        batch_size=1,
+        epochs=1,
+        steps_per_epoch=2,
+        predict_batch_size=2,
+        tta=False,
+        max_images=4,
+    ),
+    "cpu": Profile(
+        "cpu",
+        "a laptop CPU: 16-filter networks, minutes per chapter",
+        base_filters=16,
+        depth=4,
+        tile_size=316,
+        crop_size=256,
+        batch_size=2,
+        epochs=12,
+        steps_per_epoch=40,
+        predict_batch_size=2,
+        tta=True,
+        max_images=None,
+    ),
+    "gpu": Profile(
+        "gpu",
+        "a Colab T4 or better: the paper's 64-filter network on 572x572 tiles",
+        base_filters=64,
+        depth=4,
+        tile_size=572,
+        crop_size=512,
+        batch_size=1,
+        epochs=40,
+        steps_per_epoch=200,
+        predict_batch_size=4,
+        tta=True,
+        max_images=None,
+    ),
 }
 
 
@@ -162,8 +205,10 @@ def select_profile(name=None):
     if chosen is None:
         chosen = "smoke" if _in_ci() else ("gpu" if _gpu_name() else "cpu")
     if chosen not in PROFILES:
-        raise ValueError(f"Unknown profile {chosen!r}: choose one of {sorted(PROFILES)} "
-                         "(argument or UNET_TUTORIAL_PROFILE).")
+        raise ValueError(
+            f"Unknown profile {chosen!r}: choose one of {sorted(PROFILES)} "
+            "(argument or UNET_TUTORIAL_PROFILE)."
+        )
     return PROFILES[chosen]
 
 
@@ -203,8 +248,14 @@ def device_name():
         return f"GPU: {gpu}"
     cpu = platform.processor() or platform.machine()
     if Path("/proc/cpuinfo").exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     return f"CPU: {cpu}, {os.cpu_count()} cores"
 
 
@@ -234,8 +285,9 @@ def summary(profile=None):
         for module in ("keras", backend, "numpy")
     ]
     where = "Colab" if in_colab() else ("CI" if _in_ci() else "local")
-    return (f"profile={profile.name} | backend={backend} | device={device_name()} | {where} | "
-            + ", ".join(versions + [f"unet_tutorial {__version__}"]))
+    return f"profile={profile.name} | backend={backend} | device={device_name()} | {where} | " + ", ".join(
+        versions + [f"unet_tutorial {__version__}"]
+    )
 
 
 def seed_everything(seed=0):
@@ -270,8 +322,10 @@ def mount_drive(mountpoint="/content/drive"):
         ``<mountpoint>/MyDrive``.
     """
     if not in_colab():
-        raise RuntimeError("Google Drive can only be mounted inside Google Colab. Locally, pass a folder to "
-                           "checkpoint_dir(root=...) or let it use ./checkpoints.")
+        raise RuntimeError(
+            "Google Drive can only be mounted inside Google Colab. Locally, pass a folder to "
+            "checkpoint_dir(root=...) or let it use ./checkpoints."
+        )
     from google.colab import drive  # type: ignore[import-not-found]
 
     drive.mount(mountpoint)
