@@ -162,8 +162,10 @@ def _flood(basins):
     layers: the pixels touching a cell (in x-major order), then the pixels these push, and
     so on. A popped pixel takes the one basin among its neighbours popped before it
     (cells, earlier layers, earlier pixels of its layer); two basins or none make it a
-    line (Fiji's ``flag`` lets a basin seen after a line win). So NumPy labels a layer at
-    once; only pixels whose earlier neighbours in the layer may bring another basin wait.
+    line (Fiji's ``flag`` lets a basin met after a line pixel win). So NumPy labels a
+    layer at once; only pixels whose earlier neighbours in the layer may bring another
+    basin wait for them.
+    Every membrane pixel is reached: the cells are the sources and the image is connected.
     """
     grid = np.pad((basins - (basins == 0)).T, 1)  # x-major; membrane -> _FREE; a frame of line
     height = grid.shape[1]
@@ -219,7 +221,7 @@ def _settle(first, before):
     other = np.logical_or.reduce((near != first) & (near != _LINE))
     wait = np.flatnonzero((first < 0) | ((first > 0) & other))
     basin, before = first[wait], np.take(before, wait, axis=1)
-    value[wait] = np.where(basin > 0, -2 - basin, -1)
+    value[wait] = np.where(basin > 0, -2 - basin, _NO_BASIN)
     while wait.size >= _ONE_BY_ONE:
         done, label = _settle_now(value[before], basin)
         settled, left = np.flatnonzero(done), np.flatnonzero(~done)
@@ -249,7 +251,7 @@ def _in_order(value, wait, basin, before):
     settled = {}
     neighbours, values = zip(*before.tolist()), zip(*value[before].tolist())
     for p, label, qs, near in zip(wait.tolist(), basin.tolist(), neighbours, values):
-        label = max(label, _LINE)
+        label = max(label, _LINE)  # _NO_BASIN: no basin yet
         for q, v in zip(qs, near):
             if v < 0:  # a waiting neighbour, settled earlier in this loop
                 v = settled[q]
