@@ -102,7 +102,9 @@ $(COLAB_STAMP): requirements-colab.txt
 	$(COLAB_PY) -m pip install --quiet -r requirements-colab.txt nbval nbclient pytest
 	touch $(COLAB_STAMP)
 
-# Run with bin/pytest, not python -m pytest, so that the tests import the installed package.
+# As make test: the chapters with their solutions expanded, and the package's docstring
+# examples (those of the installed package, --pyargs). Run with bin/pytest, not python -m pytest,
+# so that the tests import the installed package.
 test-colab: $(COLAB_STAMP)
 	@head=$$(git rev-parse HEAD); \
 	if [ "$$(cat $(COLAB_COMMIT) 2>/dev/null)" != "$$head" ]; then \
@@ -118,10 +120,18 @@ test-colab: $(COLAB_STAMP)
 	fi; \
 	rm -rf $(COLAB_TREE) && mkdir -p $(COLAB_TREE) && git archive "$$head" | tar -x -C $(COLAB_TREE)
 	TF_CPP_MIN_LOG_LEVEL=3 $(COLAB_PY) tools/colab_stack.py
-	cd $(COLAB_TREE) && UNET_TUTORIAL_PROFILE=smoke MPLBACKEND=Agg ../bin/pytest tests notebooks \
-		--nbval-lax --nbval-current-env -p no:cacheprovider -ra; \
+	cd $(COLAB_TREE) && notebooks=notebooks; \
+	if [ -f tools/solutions.py ]; then \
+		../bin/python tools/solutions.py expand notebooks/[0-9]*.ipynb --out $(FULL_NOTEBOOKS) || exit 1; \
+		notebooks=$(FULL_NOTEBOOKS); \
+	fi; \
+	UNET_TUTORIAL_PROFILE=smoke MPLBACKEND=Agg ../bin/pytest tests $$notebooks \
+		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -ra; \
 	status=$$?; \
 	if [ $$status -eq 5 ]; then echo "ERROR: pytest collected no tests; nothing was checked."; fi; \
+	MPLBACKEND=Agg ../bin/pytest --pyargs unet_tutorial --doctest-modules -p no:cacheprovider -q -ra; \
+	doctests=$$?; \
+	if [ $$status -eq 0 ]; then status=$$doctests; fi; \
 	exit $$status
 
 notebooks: $(STAMP)
