@@ -1,11 +1,8 @@
 """Tests of unet_tutorial.dataset: mirrored, centred, reproducible training crops."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
-from scipy import ndimage
+from conftest import make_blob_mask as blob_mask
 
 from unet_tutorial import augment, dataset, tiling
 
@@ -20,25 +17,6 @@ ALL_GEOMETRY = dict(
     rot90=True,
     elastic=True,
 )
-
-
-def blob_mask(size=160, seed=0):
-    """Binary mask of smooth cell-like blobs."""
-    noise = np.random.default_rng(seed).random((size, size))
-    return (ndimage.gaussian_filter(noise, 10) > 0.5).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def realistic_mask():
-    """A 192x192 ISBI label (1 = cell interior) if UNET_TUTORIAL_DATA is set, else blobs."""
-    root = os.environ.get("UNET_TUTORIAL_DATA")
-    if root:
-        path = Path(root) / "isbi2012" / "train-labels.tif"
-        if path.exists():
-            import tifffile
-
-            return (tifffile.imread(path)[0, 100:292, 150:342] > 0).astype(np.uint8)
-    return blob_mask(192)
 
 
 def coordinate_images(n=3, size=40):
