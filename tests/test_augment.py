@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import make_blob_mask as blob_mask
+from masks import make_blob_mask as blob_mask
+from masks import realistic_mask as load_realistic_mask
 from scipy import ndimage
 
 from unet_tutorial import augment
@@ -38,8 +39,9 @@ def agreement(image, mask):
 
 # --------------------------------------------------------------------------- alignment
 @pytest.mark.parametrize("name", TRANSFORMS)
-def test_nearest_image_matches_mask_exactly(name, realistic_mask):
+def test_nearest_image_matches_mask_exactly(name):
     """With nearest interpolation for both, any geometric mismatch would show up."""
+    realistic_mask = load_realistic_mask()
     params = dict(TRANSFORMS[name], image_order=0)
     image = realistic_mask.astype(np.float32)
     for seed in SEEDS:
@@ -60,8 +62,9 @@ def test_cubic_image_agrees_with_mask_on_blobs(name):
 
 @pytest.mark.parametrize("name", TRANSFORMS)
 @pytest.mark.parametrize("order", [1, 3])
-def test_interpolated_image_differs_from_mask_only_at_boundaries(name, order, realistic_mask):
+def test_interpolated_image_differs_from_mask_only_at_boundaries(name, order):
     """Cubic/linear vs nearest may differ by a pixel at label edges, never further."""
+    realistic_mask = load_realistic_mask()
     image = realistic_mask.astype(np.float32)
     for seed in SEEDS:
         params = dict(TRANSFORMS[name], image_order=order)
@@ -75,7 +78,8 @@ def test_interpolated_image_differs_from_mask_only_at_boundaries(name, order, re
         assert agreement(out_image, out_mask) >= 0.97, (name, seed)  # ISBI membranes: many edges
 
 
-def test_elastic_deform_aligns_image_mask_and_weights(realistic_mask):
+def test_elastic_deform_aligns_image_mask_and_weights():
+    realistic_mask = load_realistic_mask()
     image = realistic_mask.astype(np.float32)
     weights = 1.0 + 4.0 * realistic_mask.astype(np.float32)
     out_image, out_mask, out_weights = augment.elastic_deform(
@@ -379,8 +383,9 @@ def test_default_parameters_are_the_identity():
 
 
 # --------------------------------------------------------------------------- Keras' elastic layer
-def test_keras_elastic_layer_misaligns_image_and_mask(realistic_mask):
+def test_keras_elastic_layer_misaligns_image_and_mask():
     """Documents Keras 3.15: if this fails, Keras may have fixed the layer; update chapter 2."""
+    realistic_mask = load_realistic_mask()
     keras = pytest.importorskip("keras")
     dict_call = augment.keras_elastic_agreement(realistic_mask, seed=3, how="dict")
     same_layer = augment.keras_elastic_agreement(realistic_mask, seed=3, how="same_layer")

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import make_blob_mask as blob_mask
+from masks import make_blob_mask as blob_mask
+from masks import realistic_mask as load_realistic_mask
 
 from unet_tutorial import augment, dataset, tiling
 
@@ -84,7 +85,8 @@ def test_dataset_label_window_is_centred_in_the_mirrored_input():
     assert min(tops) == 0 and max(tops) == 40 - 10  # label windows reach both edges
 
 
-def test_dataset_centring_with_image_equal_to_mask_and_augmentation(realistic_mask):
+def test_dataset_centring_with_image_equal_to_mask_and_augmentation():
+    realistic_mask = load_realistic_mask()
     images = [realistic_mask * 255]
     params = dict(ALL_GEOMETRY, image_order=0)
     ds = dataset.SegmentationDataset(

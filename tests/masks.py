@@ -1,10 +1,13 @@
-"""Masks shared by the augmentation and dataset tests."""
+"""Test masks shared by several test modules (imported by name: pytest puts tests/ on the path).
 
+Not a conftest.py: ``--doctest-modules`` would import it as ``conftest`` beside
+notebooks/conftest.py, and the two names clash.."""
+
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
 
@@ -14,9 +17,8 @@ def make_blob_mask(size=160, seed=0):
     return (ndimage.gaussian_filter(noise, 10) > 0.5).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def realistic_mask():
-    """A 192x192 ISBI label (1 = cell interior) if UNET_TUTORIAL_DATA is set, else blobs."""
+@functools.cache
+def _realistic_mask():
     root = os.environ.get("UNET_TUTORIAL_DATA")
     if root:
         path = Path(root) / "isbi2012" / "train-labels.tif"
@@ -25,3 +27,8 @@ def realistic_mask():
 
             return (tifffile.imread(path)[0, 100:292, 150:342] > 0).astype(np.uint8)
     return make_blob_mask(192)
+
+
+def realistic_mask():
+    """A 192x192 ISBI label (1 = cell interior) if UNET_TUTORIAL_DATA is set, else blobs."""
+    return _realistic_mask().copy()
