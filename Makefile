@@ -20,7 +20,7 @@ help:
 	@echo "make test-colab  unit tests + nbval on Google Colab's Python and versions (requirements-colab.txt), in .venv-colab"
 	@echo "make notebooks PROFILE=cpu   re-run every notebook and store its outputs"
 	@echo "make benchmarks  print the speed figures of benchmarks/"
-	@echo "make gpu-check   on a GPU machine: step times, memory and a 3-minute chapter-4 run (benchmarks/results/gpu_check.json)"
+	@echo "make gpu-check   on a GPU machine: step times, memory and a 3-minute chapter-5 run (benchmarks/results/gpu_check.json)"
 	@echo "make results PROFILE=cpu   train every recipe variant (hours) and print the results table"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -140,7 +140,7 @@ notebooks: $(STAMP)
 benchmarks: $(STAMP)
 	for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-# On a GPU machine: the paper's network timed per batch, precision and XLA setting, then chapter 4's
+# On a GPU machine: the paper's network timed per batch, precision and XLA setting, then chapter 5's
 # gpu profile trained for 3 minutes and scored (tools/gpu_check.py; about 8 minutes). It runs on
 # the Python given as GPU_PYTHON, not in .venv: a GPU machine brings its own JAX or PyTorch, and the
 # check needs no TensorFlow. Options go in GPU_CHECK_ARGS, e.g. GPU_CHECK_ARGS="--policies mixed_bfloat16".

@@ -1,4 +1,4 @@
-"""Overlap-tile prediction speed for batch sizes 1, 4 and 8 (chapter 6).
+"""Overlap-tile prediction speed for batch sizes 1, 4 and 8 (chapter 7).
 
 Predicts slices of the ISBI 2012 test volume (30 x 512 x 512) with
 ``tiling.predict_tiled`` and a valid U-Net of depth 4 (16 filters, random weights: speed

@@ -15,7 +15,7 @@ Run on a GPU:  KERAS_BACKEND=jax python benchmarks/train_step.py --mixed-precisi
                    --jit-compile --batch-size 4 --peak-tflops 65
 (65 TFLOP/s: the dense FP16 tensor-core peak of a Tesla T4; use your GPU's figure.)
 
-Taught in chapter 6 (Overlap-tile on Colab GPUs).
+Taught in chapter 7 (Overlap-tile on Colab GPUs).
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Speed of the fast weight map against the straightforward reference (chapter 5).
+"""Speed of the fast weight map against the straightforward reference (chapter 6).
 
 Times ``weights.weight_map_reference`` (one full-image distance transform per
 cell) and ``weights.weight_map`` (transforms cropped around each cell) on the same

@@ -328,9 +328,9 @@ def _package_docstrings():
 
 def test_taught_in_parser():
     assert _taught_in(
-        "Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 6\n    (Overlap-tile)."
-    ) == {4, 6}
-    assert _taught_in("Taught in chapter 2 (Augmentation). Chapter 6 uses it too.") == {2}
+        "Sum.\n\n    Taught in chapter 4 (The full U-Net) and chapter 7\n    (Overlap-tile)."
+    ) == {4, 7}
+    assert _taught_in("Taught in chapter 2 (Augmentation). Chapter 7 uses it too.") == {2}
     assert _taught_in("No chapter here.") == set()
     assert _taught_in("Tooling.\n\n    Used in chapter 1 (Semantic segmentation).") == {1}
 
@@ -392,7 +392,7 @@ def test_chapter_notebook(path, check):
 
 
 def test_github_urls_in_notebook_code_are_the_configured_repository():
-    """Code that installs or clones the book (install cells, chapter 8's clone) names repository.url."""
+    """Code that installs or clones the book (install cells, chapter 9's clone) names repository.url."""
     url = repository()[0]
     found = {}
     for path in NOTEBOOKS:
@@ -426,7 +426,7 @@ def test_header_cells_use_the_configured_repository():
 def test_checks_catch_broken_notebooks():
     nb = _header_notebook()
     path = "notebooks/03_mini_unet.ipynb"
-    assert check_colab_badge(nb, "notebooks/04_full_unet.ipynb"), "badge of another chapter accepted"
+    assert check_colab_badge(nb, "notebooks/04_unet_network.ipynb"), "badge of another chapter accepted"
     unguarded = _header_notebook()
     unguarded.cells[1].source = f'%pip install "git+{repository()[0]}"'
     assert check_install_cell(unguarded, path)
@@ -481,7 +481,7 @@ def test_clean_output_check_flags_logs_stderr_and_paths(output, found):
 def test_notebook_cells_tool_writes_and_refreshes_header(tmp_path, monkeypatch):
     cells_tool = load_tool("notebook_cells")
     monkeypatch.setattr(cells_tool, "ROOT", tmp_path)
-    path = tmp_path / "notebooks" / "05_weight_maps.ipynb"
+    path = tmp_path / "notebooks" / "06_weight_maps.ipynb"
     assert cells_tool.write_header(path, cells_tool.load_config()) == "created"
     nb = nbformat.read(path, as_version=4)
     assert len(nb.cells) == 4

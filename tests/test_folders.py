@@ -164,7 +164,7 @@ def test_unpaired_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"images without a mask.*b\.png.*masks without an image.*c\.png"):
         folders.load_folder(tmp_path / "img", tmp_path / "msk")
     (tmp_path / "msk" / "c.png").unlink()
-    with pytest.raises(ValueError) as info:  # the message chapter 7 prints
+    with pytest.raises(ValueError) as info:  # the message chapter 8 prints
         folders.load_folder(tmp_path / "img", tmp_path / "msk")
     assert str(info.value) == (
         f"Images and masks must pair up by file stem; found images without a mask in {tmp_path / 'msk'}: "

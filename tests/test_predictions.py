@@ -38,7 +38,7 @@ def test_binarize_is_strictly_above_threshold():
     np.testing.assert_array_equal(predictions.binarize(prob, 0.5), [False, False, True, True])
     np.testing.assert_array_equal(predictions.binarize(prob, 0.0), [True] * 4)
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\], got 127"):
-        predictions.binarize(prob, 127)  # chapter 4 prints this message
+        predictions.binarize(prob, 127)  # chapter 5 prints this message
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests for unet_tutorial.weights (chapter 5, Weight maps)."""
+"""Tests for unet_tutorial.weights (chapter 6, Weight maps)."""
 
 import math
 import os

@@ -1,7 +1,7 @@
-"""GPU check: speed and memory of the paper's U-Net, then a short chapter-4 training run.
+"""GPU check: speed and memory of the paper's U-Net, then a short chapter-5 training run.
 
 Made for the first GPU machine the book gets (a Colab T4, an A100, an H200...): in about
-eight minutes it measures what chapters 4 and 6 say about speed and memory, and writes
+eight minutes it measures what chapters 5 and 7 say about speed and memory, and writes
 every figure into one JSON file.
 
 1. Training-step benchmarks. The paper's network, ``models.unet((size, size, 1))`` with
@@ -15,7 +15,7 @@ every figure into one JSON file.
    package's estimate, ``activation_memory`` (of ``unet_tutorial.memory``; ``tiling``
    before). A setting that runs out of memory is recorded as such, and larger batches of
    the same kind are skipped.
-2. Training: the ``gpu`` profile of chapter 4 (that chapter's network, optimiser, loss,
+2. Training: the ``gpu`` profile of chapter 5 (that chapter's network, optimiser, loss,
    augmentation and batches, through ``training.train``) for ``--train-seconds``, then
    the held-out slices 25-29 predicted tile by tile (``tiling.predict_tiled``) and scored
    with ``isbi_scores`` (of ``unet_tutorial.challenge``; ``metrics`` before). The data:
@@ -422,7 +422,7 @@ def package_function(name):
 
 
 def train_and_score(args, profile):
-    """Chapter 4's training for ``args.train_seconds``, then the scores of slices 25-29."""
+    """Chapter 5's training for ``args.train_seconds``, then the scores of slices 25-29."""
     import keras
     import numpy as np
 

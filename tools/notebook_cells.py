@@ -44,11 +44,12 @@ CHAPTER_TITLES = {
     "01_semantic_segmentation": "Semantic segmentation",
     "02_augmentation": "Augmentation",
     "03_mini_unet": "A mini U-Net",
-    "04_full_unet": "The full U-Net",
-    "05_weight_maps": "Weight maps",
-    "06_overlap_tile": "Overlap-tile on Colab GPUs",
-    "07_own_data": "Your own data and pretrained encoders",
-    "08_results": "Results: the paper's recipe against the popular Keras recipe",
+    "04_unet_network": "The paper's network",
+    "05_unet_training": "Training the U-Net",
+    "06_weight_maps": "Weight maps",
+    "07_overlap_tile": "Overlap-tile on Colab GPUs",
+    "08_own_data": "Your own data and pretrained encoders",
+    "09_results": "Results: the paper's recipe against the popular Keras recipe",
 }
 
 

@@ -4,7 +4,7 @@ The book is built from the outputs stored in the notebooks (nothing runs at buil
 time), so this is how those outputs are made::
 
     python tools/run_notebooks.py --profile cpu                    # every chapter
-    python tools/run_notebooks.py --profile gpu notebooks/04_full_unet.ipynb
+    python tools/run_notebooks.py --profile gpu notebooks/05_unet_training.ipynb
 
 Each notebook runs in a fresh ``python3`` kernel of the current environment, with
 ``UNET_TUTORIAL_PROFILE`` set to ``--profile`` (when given) and matplotlib's inline

@@ -3,7 +3,7 @@
 Both callbacks predict whole images, by default by overlap-tile (``tiling.predict_tiled``),
 and read the network's output as the probability of "cell" (:func:`cell_probability`).
 
-Taught in chapter 3 (A mini U-Net) and chapter 4 (The full U-Net).
+Taught in chapter 3 (A mini U-Net) and chapter 5 (Training the U-Net).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class ValidationScores(keras.callbacks.Callback):
     the challenge did: ``challenge.isbi_scores``, one threshold for all slices. Other epochs log NaN, which
     never counts as an improvement. ``training.train`` runs it before the callbacks that save.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
     """
 
     KEYS = ("val_v_rand", "val_v_info")

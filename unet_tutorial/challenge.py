@@ -273,7 +273,7 @@ def thinned_cell_labels(cells):
     Vincent-Soille watershed on the binary image), pixel order and tie-breaks included,
     so the dividing lines fall where the challenge's evaluation draws them.
 
-    Taught in chapter 1 (Semantic segmentation); chapter 5 (Weight maps) uses it too.
+    Taught in chapter 1 (Semantic segmentation); chapter 6 (Weight maps) uses it too.
 
     Parameters
     ----------

@@ -115,7 +115,7 @@ def _add_train_parser(subparsers):
         "--weight-maps",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="weight the loss by the paper's border weight maps (chapter 5; cached in the run folder)",
+        help="weight the loss by the paper's border weight maps (chapter 6; cached in the run folder)",
     )
     group.add_argument(
         "--elastic",

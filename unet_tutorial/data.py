@@ -182,7 +182,7 @@ def percentile_normalize(image, low: float = 1.0, high: float = 99.8) -> np.ndar
     """Stretch intensities between two percentiles of the image to [0, 1], clipping the rest.
 
     A few extreme pixels cannot set the scale, and any bit depth works, which makes images
-    from different instruments comparable. Taught in chapter 7 (Your own data and pretrained
+    from different instruments comparable. Taught in chapter 8 (Your own data and pretrained
     encoders).
 
     Parameters

@@ -14,7 +14,7 @@ Labels: ``binary=True`` gives ``y = mask > 0`` as float32 (B, out, out, 1), for 
 output; ``binary=False`` gives int32 class indices (B, out, out), for a softmax output. By
 default masks holding only {0, 1} or only {0, 255} are binary.
 
-Taught in chapter 2 (Augmentation); the chapters 3 to 7 train with it.
+Taught in chapter 2 (Augmentation); the chapters 3 to 8 train with it.
 """
 
 from __future__ import annotations

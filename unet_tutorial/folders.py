@@ -18,7 +18,7 @@ Masks without a palette must be binary: 0/1, 0/255 or 0/65535 become 0/1. Masks 
 lossless (PNG or TIFF): JPEG masks are accepted only as binary masks, thresholded at 128 to
 undo compression artefacts.
 
-Taught in chapter 7 (Your own data and pretrained encoders); chapter 1 introduces palettes.
+Taught in chapter 8 (Your own data and pretrained encoders); chapter 1 introduces palettes.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _colour_codes(rgb) -> np.ndarray:
 def mask_to_classes(rgb_mask, palette) -> np.ndarray:
     """Turn a colour-coded mask into class indices: each colour's position in the palette.
 
-    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 8 (Your own data and pretrained encoders).
 
     Parameters
     ----------
@@ -128,7 +128,7 @@ def mask_to_classes(rgb_mask, palette) -> np.ndarray:
 def classes_to_rgb(classes, palette) -> np.ndarray:
     """Colour a class map with a palette, ``palette[classes]``: the inverse of :func:`mask_to_classes`.
 
-    Taught in chapter 1 (Semantic segmentation) and chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 1 (Semantic segmentation) and chapter 8 (Your own data and pretrained encoders).
 
     Parameters
     ----------
@@ -305,7 +305,7 @@ def _stack_if_uniform(arrays: list):
 def load_folder(images_dir, masks_dir=None, palette=None, as_gray=None, *, mask_suffix="") -> FolderData:
     """Load your own images (and masks) from folders, paired by file stem.
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 8 (Your own data and pretrained encoders).
 
     Parameters
     ----------
@@ -353,7 +353,7 @@ def load_folder(images_dir, masks_dir=None, palette=None, as_gray=None, *, mask_
 def load_images(sources, as_gray=True):
     """Read the images to segment from folders, image files and TIFF stacks.
 
-    Not called in a chapter; the command line's ``predict`` (shown in chapter 7) uses it.
+    Not called in a chapter; the command line's ``predict`` (shown in chapter 8) uses it.
 
     Parameters
     ----------

@@ -24,7 +24,7 @@ PyTorch backends. The classes and functions are registered with
 ``keras.saving.register_keras_serializable(package="unet_tutorial")``: import
 this module before ``keras.saving.load_model`` so saved models find them.
 
-Taught in chapter 5 (Weight maps).
+Taught in chapter 6 (Weight maps).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def pixel_cross_entropy(y_true, y_pred, from_logits=False):
     A sigmoid output (last axis 1) gets ``-(y log p + (1 - y) log(1 - p))``, a softmax
     output with K > 1 channels ``-log p[y]`` for the true class ``y``.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def pixel_cross_entropy(y_true, y_pred, from_logits=False):
 class PixelCrossEntropy(keras.losses.Loss):
     """Per-pixel cross-entropy (:func:`pixel_cross_entropy`) weighted by ``sample_weight`` (paper, eq. 1).
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """How much GPU memory a model needs: an estimate from its layers' output sizes.
 
-Taught in chapter 6 (Overlap-tile on Colab GPUs), which chooses tile and batch sizes that
+Taught in chapter 7 (Overlap-tile on Colab GPUs), which chooses tile and batch sizes that
 fit a Colab GPU. The estimate is a lower bound: convolution workspace and memory
 fragmentation come on top.
 """
@@ -35,7 +35,7 @@ def activation_memory(model, tile_size, batch_size, dtype_bytes=4, training=True
     training (kept for the backward pass, whose gradients are as large). Parameters: 4 bytes each,
     four times for training with Adam (weights, gradients, two moments).
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Returns
     -------

@@ -54,7 +54,7 @@ def _label_maps(pred, truth):
 def confusion_matrix(pred, truth, n_classes=2):
     """Pixel counts per (true class, predicted class).
 
-    Taught in chapter 1 (Semantic segmentation); chapter 7 (Your own data and pretrained
+    Taught in chapter 1 (Semantic segmentation); chapter 8 (Your own data and pretrained
     encoders) uses it for several classes.
 
     Parameters
@@ -191,7 +191,7 @@ def evaluate_segmentation(model_or_probs, images, masks, threshold=0.5, **tiling
     Pixel scores use the cells ``prob > threshold``; V_Rand and V_Info the one threshold
     :func:`unet_tutorial.challenge.isbi_scores` picks for the stack, as the challenge did.
 
-    Taught in chapter 3 (A mini U-Net) and chapter 4 (The full U-Net).
+    Taught in chapter 3 (A mini U-Net) and chapter 5 (Training the U-Net).
 
     Parameters
     ----------

@@ -94,7 +94,7 @@ def _differences(saved, wanted, other):
 def load_weights_checked(model, path):
     """Load a checkpoint's weights (and optimizer state) into ``model``, or say what differs.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Parameters
     ----------
@@ -161,7 +161,7 @@ def load_model_checked(path, expected=None, compile=True):
 
     The book's losses are registered with Keras first, so models trained with them load.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Parameters
     ----------

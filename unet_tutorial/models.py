@@ -1,14 +1,14 @@
 """U-Net models: the mini U-Net, the paper's valid network, the 'same' variant, and a
 U-Net with a pretrained encoder.
 
-Taught in chapter 3 (A mini U-Net), chapter 4 (The full U-Net) and chapter 7 (Your own
+Taught in chapter 3 (A mini U-Net), chapter 4 (The paper's network) and chapter 8 (Your own
 data and pretrained encoders). Everything is written with Keras 3 layers, so the models
 run on the TensorFlow, JAX and PyTorch backends.
 
 Sizes: with ``padding="valid"`` every 3x3 convolution eats one pixel on each side, so a
 level loses 4 pixels on the way down and 4 on the way up, and each 2x2 max-pooling needs
 an even size. The border lost per side, the *context*, does not depend on the input size
-(92 pixels at depth 4), which is what makes overlap-tile work (chapter 6). Valid sizes
+(92 pixels at depth 4), which is what makes overlap-tile work (chapter 7). Valid sizes
 step by ``2**depth`` (12 mod 16 from 188 on at depth 4); 'same' sizes are multiples of
 ``2**depth``. The book's U-Nets carry their depth and padding in their layer names
 (``enc1_conv1``, one ``enc{k}_pool`` per level), which survive saving and loading; tiling
@@ -53,7 +53,7 @@ def _output(size, depth, padding):
 def output_size(input_size, depth=4, padding="valid"):
     """Output side of a U-Net of ``depth`` levels for an input side (a ValueError if it does not fit).
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 4 (The paper's network).
 
     Examples
     --------
@@ -67,7 +67,7 @@ def output_size(input_size, depth=4, padding="valid"):
 def nearest_valid_sizes(input_size, depth=4, padding="valid"):
     """The valid input sizes nearest to ``input_size`` from below and from above (itself twice if it fits).
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 4 (The paper's network).
 
     Examples
     --------
@@ -101,7 +101,7 @@ def check_input_size(input_size, depth=4, padding="valid"):
 def valid_input_size(min_output, depth=4):
     """The smallest input side of a valid U-Net whose output side is at least ``min_output``.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 4 (The paper's network).
 
     Examples
     --------
@@ -114,7 +114,7 @@ def valid_input_size(min_output, depth=4):
 def context(depth=4):
     """Pixels a valid U-Net loses on each side, ``(input - output) / 2``, whatever the input size.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 4 (The paper's network).
 
     Examples
     --------
@@ -128,7 +128,7 @@ def context(depth=4):
 def skip_crops(depth=4):
     """Pixels cropped from each side of each skip connection of a valid U-Net, top level first.
 
-    4 at the lowest level, then ``2 * crop + 8`` going up. Taught in chapter 4 (The full U-Net).
+    4 at the lowest level, then ``2 * crop + 8`` going up. Taught in chapter 4 (The paper's network).
 
     Examples
     --------
@@ -229,7 +229,7 @@ def unet(
 
     ``padding="valid"`` is the paper's: unpadded 3x3 convolutions, 2x2 max-pooling and up-convolutions,
     skip connections cropped at the centre, dropout at the end of the contracting path; 572 in, 388 out,
-    31,030,593 parameters. ``padding="same"`` keeps the size. Taught in chapter 4 (The full U-Net).
+    31,030,593 parameters. ``padding="same"`` keeps the size. Taught in chapter 4 (The paper's network).
 
     Parameters
     ----------
@@ -288,7 +288,7 @@ def pretrained_unet(
     Images in [0, 1] go in; the model rescales them to the encoder's [-1, 1] and repeats grayscale
     to three channels. Height and width must be multiples of 32.
 
-    Taught in chapter 7 (Your own data and pretrained encoders).
+    Taught in chapter 8 (Your own data and pretrained encoders).
 
     Parameters
     ----------

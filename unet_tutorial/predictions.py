@@ -12,7 +12,7 @@ takes the 4-connected components *above* the threshold as cells, as it does with
 book's masks: :func:`save_isbi_submission` writes the cell probability unchanged (a
 membrane probability would have to be inverted first: ``1 - membrane_prob``).
 
-Taught in chapter 4 (The full U-Net) and chapter 6 (Overlap-tile on Colab GPUs).
+Taught in chapter 5 (Training the U-Net) and chapter 7 (Overlap-tile on Colab GPUs).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _check_prob(prob, name="prob"):
 def binarize(prob, threshold=0.5):
     """Threshold a probability map: True where ``prob > threshold``, as the ISBI evaluation does.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Examples
     --------
@@ -56,7 +56,7 @@ def binarize(prob, threshold=0.5):
 def to_uint8(prob):
     """Probabilities in [0, 1] as 8-bit grey values 0..255 (rounded).
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Examples
     --------
@@ -95,7 +95,7 @@ def save_predictions(probs, folder, threshold=0.5, names=None, overwrite=False):
     (N, H, W, 1), or a list of (H, W) maps of any sizes; ``names`` are the file names' stems (default
     ``000``, ``001``, ...). Nothing is written if a file exists and ``overwrite`` is False.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Returns
     -------
@@ -128,7 +128,7 @@ def save_isbi_submission(probs, path, overwrite=False):
     evaluation expects (module notes). For the challenge, ``probs`` predicts ``test-volume.tif``:
     (30, 512, 512). ``path`` ends in ``.tif``; its folder is created if missing.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Parameters
     ----------

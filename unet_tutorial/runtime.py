@@ -173,7 +173,7 @@ def _in_ci():
 def in_colab():
     """True inside Google Colab.
 
-    Used in chapter 4 (The full U-Net), which keeps checkpoints on Drive in Colab.
+    Used in chapter 5 (Training the U-Net), which keeps checkpoints on Drive in Colab.
     """
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
@@ -314,7 +314,7 @@ def seed_everything(seed=0):
 def mount_drive(mountpoint="/content/drive"):
     """Mount Google Drive in Colab so checkpoints survive the end of the session.
 
-    Used in chapter 4 (The full U-Net).
+    Used in chapter 5 (Training the U-Net).
 
     Returns
     -------
@@ -341,7 +341,7 @@ def checkpoint_dir(name, root=None, use_drive=None):
     so a disconnected session can resume; else ``./checkpoints/<name>``. Existing files
     are left alone.
 
-    Used in chapter 4 (The full U-Net).
+    Used in chapter 5 (Training the U-Net).
 
     Parameters
     ----------

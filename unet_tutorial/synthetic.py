@@ -1,7 +1,7 @@
 """Tooling: a synthetic stand-in for the ISBI 2012 stacks, so that chapters run offline.
 
 Not a subject of the book: :func:`unet_tutorial.data.load_isbi2012_or_synthetic` falls back
-to it when the real data cannot be loaded, and chapter 7 builds a practice folder from it.
+to it when the real data cannot be loaded, and chapter 8 builds a practice folder from it.
 The output is fixed by the seed; tests and chapters rely on it staying bit-identical.
 """
 
@@ -120,7 +120,7 @@ def _check_synthetic_args(n, size, seed):
 def synthetic_membranes(n: int, size: int = 512, seed: int = 0):
     """Generate an EM-like membrane segmentation data set.
 
-    Taught in chapter 7 (Your own data and pretrained encoders), as a folder to practise on;
+    Taught in chapter 8 (Your own data and pretrained encoders), as a folder to practise on;
     chapter 1's data loader falls back to it when ISBI 2012 cannot be loaded.
 
     Cells are perturbed Voronoi regions of varied size and shape, separated by

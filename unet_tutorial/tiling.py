@@ -1,6 +1,6 @@
 """Overlap-tile prediction and test-time augmentation.
 
-Taught in chapter 6 (Overlap-tile on Colab GPUs).
+Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
 A valid U-Net loses a fixed border, its *context* (92 pixels per side at depth 4). The
 paper mirrors the image at its borders, cuts input tiles whose outputs cover the image
@@ -97,7 +97,7 @@ def mirror_window(image, top, left, height, width, pad_mode="symmetric"):
 def mirror_pad(image, top, bottom, left, right, pad_mode="symmetric"):
     """Mirror an image outwards, as ``np.pad(image, ((top, bottom), (left, right)), pad_mode)`` does.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Examples
     --------
@@ -144,7 +144,7 @@ class TilePlan:
     """Where the tiles go: per tile along each axis, ``(start, keep_start, keep_stop)``.
 
     Output pixel ``j`` of a tile is image pixel ``start + j``; the tile fills ``keep_start:keep_stop``.
-    Taught in chapter 6 (Overlap-tile on Colab GPUs), which draws a plan.
+    Taught in chapter 7 (Overlap-tile on Colab GPUs), which draws a plan.
     """
 
     tile_size: tuple  # input (height, width)
@@ -210,7 +210,7 @@ def plan_tiles(model, image_shape, tile_size=None):
     valid model, the input of the paper's 388-pixel output (572 at depth 4), for a 'same' one 512;
     one tile covers a smaller image.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs), which draws the plan.
+    Taught in chapter 7 (Overlap-tile on Colab GPUs), which draws the plan.
     """
     return _plan(_geometry(model), image_shape, tile_size)
 
@@ -235,7 +235,7 @@ def predict_tiled(model, image, tile_size=None, batch_size=4, tta=False, *, pad_
 
     The paper's overlap-tile strategy: plan the tiles, cut them from the mirrored image, predict
     ``batch_size`` per call and stitch. A valid model's result equals one pass over the mirrored image.
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Parameters
     ----------
@@ -276,7 +276,7 @@ def naive_tiled(model, image, tile_size=None, pad_mode="constant", batch_size=4)
     Output-sized blocks are padded on their own to an input tile (``np.pad``: zeros, or mirrored),
     predicted and put back. Arguments and result as in :func:`predict_tiled`.
 
-    Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    Taught in chapter 7 (Overlap-tile on Colab GPUs).
     """
     plan = plan_tiles(model, np.shape(image), tile_size)
     image = _as_image(image, model.inputs[0].shape[-1])
@@ -306,7 +306,7 @@ def dihedral_transforms():
     """The 8 flips and rotations of a square, as ``(forward, inverse)`` pairs on the first two axes.
 
     ``forward`` mirrors left-right (the last four) and then turns by 0, 90, 180 or 270 degrees;
-    ``inverse`` undoes it. The identity comes first. Taught in chapter 6 (Overlap-tile on Colab GPUs).
+    ``inverse`` undoes it. The identity comes first. Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Examples
     --------

@@ -25,7 +25,7 @@ Which way is better is known for the names the package logs: the loss,
 the new session's first epoch, so a metric added or dropped on resuming would put values
 under the wrong names; ``history.csv`` keeps the columns it started with instead.
 
-Taught in chapter 3 (A mini U-Net: learning curves) and chapter 4 (The full U-Net:
+Taught in chapter 3 (A mini U-Net: learning curves) and chapter 5 (Training the U-Net:
 checkpoints and resuming on Colab).
 """
 
@@ -129,7 +129,7 @@ def train(
     package does not know. A run found in ``run_dir`` is resumed if ``resume``, deleted if ``overwrite``,
     never replaced silently. Returns ``fit``'s History of this session (:func:`read_history` reads the run).
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
     """
     if not getattr(model, "compiled", False):
         raise ValueError("Compile the model before training: model.compile(optimizer=..., loss=...).")
@@ -196,7 +196,7 @@ def _resume(model, run_dir, state, resume, overwrite):
 def read_state(run_dir):
     """The ``state.json`` of a run as a dict (epoch, monitor, mode, best, best_epoch, model), or None.
 
-    Taught in chapter 4 (The full U-Net).
+    Taught in chapter 5 (Training the U-Net).
 
     Examples
     --------
@@ -213,7 +213,7 @@ def read_history(source):
 
     ``source`` is what ``fit`` returns, a ``history.csv`` or the run folder holding one.
 
-    Taught in chapter 4 (The full U-Net); chapter 8 (Results) reads the recipes' histories with it.
+    Taught in chapter 5 (Training the U-Net); chapter 9 (Results) reads the recipes' histories with it.
 
     Examples
     --------

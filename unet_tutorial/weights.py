@@ -61,7 +61,7 @@ label with 136 cells).
 masks' bytes, the parameters and a version string; a damaged cache is recomputed with
 a warning, and nothing is written outside ``cache_dir``.
 
-Taught in chapter 5 (Weight maps).
+Taught in chapter 6 (Weight maps).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def cell_instances(mask, labels="auto"):
 
     ``mask`` and ``labels`` as for :func:`weight_map`.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
     """
     if labels not in ("auto", "binary", "instance"):
         raise ValueError(f"labels must be 'auto', 'binary' or 'instance', got {labels!r}.")
@@ -156,7 +156,7 @@ def class_weight_map(mask, class_weights="balanced", labels="auto"):
 
     Parameters as for :func:`weight_map`.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
     """
     cells = cell_instances(mask, labels) > 0
     background_weight, cell_weight = _class_weight_pair(class_weights, cells)
@@ -213,7 +213,7 @@ def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE, 
 
     Within ``tol`` of the exact formula everywhere (proof in the module docstring).
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
@@ -242,7 +242,7 @@ def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE, 
 def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto", border_on="background"):
     """The U-Net paper's weight map w(x) = w_c(x) + border term, the fast way (within 1e-4).
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
@@ -273,7 +273,7 @@ def weight_map_reference(
 
     Parameters and return value as for :func:`weight_map`.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
     """
     w0, sigma = float(w0), float(sigma)
     _check_border_params(w0, sigma, border_on)
@@ -290,7 +290,7 @@ def separation_border(instances, width=1):
     them all; ``width=1`` a cell pixel only when a neighbour has a *larger* label: one pixel thick,
     and still no two cells left 4- or 8-adjacent.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
@@ -318,7 +318,7 @@ def binary_with_borders(instances, width=1):
 
     Parameters as for :func:`separation_border`.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
     """
     return (~separation_border(instances, width) & (np.asarray(instances) > 0)).astype(np.uint8)
 
@@ -357,7 +357,7 @@ def weight_maps(
 ):
     """:func:`weight_map` of every mask of a stack, float32 (N, H, W), cached on disk if asked.
 
-    Taught in chapter 5 (Weight maps).
+    Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
