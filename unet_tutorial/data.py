@@ -20,22 +20,13 @@ alike, so a random split would put near-copies of validation slices into trainin
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .download import (
-    ISBI2012_FILES,
-    CorruptFileError,
-    DataUnavailableError,
-    cache_dir,
-    download_isbi2012,
-    not_found_message,
-    read_stack,
-)
+from .download import ISBI2012_FILES, CorruptFileError, find_isbi2012, read_stack
 from .synthetic import synthetic_membranes, synthetic_test_stack
 
 __all__ = [
@@ -88,21 +79,7 @@ def load_isbi2012(data_dir=None, download=True) -> Isbi2012:
     DataUnavailableError, CorruptFileError
         Nothing found or downloaded, or a damaged stack (left untouched); the message says what to do.
     """
-    folder = None if data_dir is None else Path(data_dir).expanduser()
-    if folder is not None and not folder.is_dir():
-        raise FileNotFoundError(
-            f"data_dir={str(data_dir)!r} is not an existing folder. Pass the folder holding "
-            f"{', '.join(ISBI2012_FILES)} (or its parent holding isbi2012/), or leave "
-            "data_dir=None to use $UNET_TUTORIAL_DATA and the download cache."
-        )
-    folders = [] if folder is None else [folder, folder / "isbi2012"]
-    if os.environ.get("UNET_TUTORIAL_DATA"):
-        folders.append(Path(os.environ["UNET_TUTORIAL_DATA"]).expanduser() / "isbi2012")
-    folders.append(cache_dir())
-    found = [folder for folder in folders if all((folder / name).is_file() for name in ISBI2012_FILES)]
-    if not found and not download:
-        raise DataUnavailableError(not_found_message(folders, attempts=None))
-    folder = found[0] if found else download_isbi2012(folders)
+    folder = find_isbi2012(data_dir, download)  # tooling: the search and the download
     images, labels, test_images = (read_stack(folder / name) for name in ISBI2012_FILES)
     return Isbi2012(images, (labels == 255).astype(np.uint8), test_images, source=folder)
 

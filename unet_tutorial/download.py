@@ -39,6 +39,7 @@ __all__ = [
     "DataUnavailableError",
     "cache_dir",
     "download_isbi2012",
+    "find_isbi2012",
     "not_found_message",
     "read_stack",
     "verify_pixels",
@@ -418,3 +419,34 @@ def download_isbi2012(searched) -> Path:
         if all((cache / name).is_file() for name in ISBI2012_FILES):
             return cache
     raise DataUnavailableError(not_found_message(searched, attempts))
+
+
+def find_isbi2012(data_dir=None, download=True) -> Path:
+    """The first folder holding all three stacks, downloading them into the cache if none does.
+
+    Not taught in a chapter; :func:`unet_tutorial.data.load_isbi2012` calls it. The folders
+    searched, in order: ``data_dir`` itself, ``data_dir/isbi2012``,
+    ``$UNET_TUTORIAL_DATA/isbi2012`` and :func:`cache_dir`.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` is not an existing folder.
+    DataUnavailableError, CorruptFileError
+        As for :func:`download_isbi2012`; with ``download=False``, nothing found.
+    """
+    folder = None if data_dir is None else Path(data_dir).expanduser()
+    if folder is not None and not folder.is_dir():
+        raise FileNotFoundError(
+            f"data_dir={str(data_dir)!r} is not an existing folder. Pass the folder holding "
+            f"{', '.join(ISBI2012_FILES)} (or its parent holding isbi2012/), or leave "
+            "data_dir=None to use $UNET_TUTORIAL_DATA and the download cache."
+        )
+    folders = [] if folder is None else [folder, folder / "isbi2012"]
+    if os.environ.get("UNET_TUTORIAL_DATA"):
+        folders.append(Path(os.environ["UNET_TUTORIAL_DATA"]).expanduser() / "isbi2012")
+    folders.append(cache_dir())
+    found = [folder for folder in folders if all((folder / name).is_file() for name in ISBI2012_FILES)]
+    if not found and not download:
+        raise DataUnavailableError(not_found_message(folders, attempts=None))
+    return found[0] if found else download_isbi2012(folders)
