@@ -13,7 +13,6 @@ Files already on disk are read and checked, never replaced.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -26,6 +25,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from .files import sha256_of_pixels as _sha256
 from .files import write_atomically
 
 __all__ = [
@@ -120,17 +120,6 @@ class _Unreachable(Exception):
 # --------------------------------------------------------------------------- #
 # Checking pixels
 # --------------------------------------------------------------------------- #
-
-
-def _sha256(array) -> str:
-    """SHA-256 of an array's pixels in C order.
-
-    Examples
-    --------
-    >>> _sha256(np.zeros((2, 2), np.uint8)) == hashlib.sha256(bytes(4)).hexdigest()
-    True
-    """
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _mismatch(name, stack) -> str | None:

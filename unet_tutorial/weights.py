@@ -66,18 +66,13 @@ Taught in chapter 6 (Weight maps).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import warnings
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from .challenge import _label_map
-from .download import _sha256
-from .files import write_atomically
+from .files import cached_array
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -324,27 +319,6 @@ def binary_with_borders(instances, width=1):
 
 
 # ----------------------------------------------------------------------- stacks
-def _cache_key(masks, options):
-    """Hash of the masks and the options; ``{0: a, 1: b}`` and ``(a, b)`` give the same key."""
-    params = {**options, "w0": float(options["w0"]), "sigma": float(options["sigma"])}
-    if params["class_weights"] is not None and not isinstance(params["class_weights"], str):
-        params["class_weights"] = list(_class_weight_pair(params["class_weights"], None))
-    text = _CACHE_VERSION + json.dumps(params, sort_keys=True) + f"{masks.dtype.str}{masks.shape}"
-    return hashlib.sha256(text.encode() + np.ascontiguousarray(masks).tobytes()).hexdigest()[:32]
-
-
-def _load_cached(path, shape):
-    """The cached maps, or None (with a warning) when the file or its checksum is damaged."""
-    try:
-        maps = np.load(path, allow_pickle=False)
-        if maps.shape == shape and _sha256(maps) == path.with_suffix(".sha256").read_text().strip():
-            return maps
-    except (OSError, ValueError, EOFError):
-        pass
-    warnings.warn(f"Weight-map cache {path} is damaged; recomputing it.", RuntimeWarning, stacklevel=3)
-    return None
-
-
 def weight_maps(
     masks,
     cache_dir=None,
@@ -370,13 +344,13 @@ def weight_maps(
     if stack.ndim != 3:
         raise ValueError(f"masks must be a stack (N, H, W), got {stack.shape}; for one mask use weight_map.")
     options = dict(w0=w0, sigma=sigma, class_weights=class_weights, labels=labels, border_on=border_on)
-    if cache_dir is None:
+
+    def compute():
         return np.stack([weight_map(mask, **options) for mask in stack])
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(cache_dir) / f"weight_maps-{_cache_key(stack, options)}.npy"
-    if path.exists() and (cached := _load_cached(path, stack.shape)) is not None:
-        return cached
-    maps = np.stack([weight_map(mask, **options) for mask in stack])
-    write_atomically(path, lambda file: np.save(file, maps))
-    write_atomically(path.with_suffix(".sha256"), lambda file: file.write_text(_sha256(maps)))
-    return maps
+
+    if cache_dir is None:
+        return compute()
+    key = {**options, "w0": float(w0), "sigma": float(sigma), "version": _CACHE_VERSION}
+    if class_weights is not None and not isinstance(class_weights, str):  # {0: a, 1: b} is (a, b)
+        key["class_weights"] = list(_class_weight_pair(class_weights, None))
+    return cached_array(cache_dir, "weight_maps", compute, stack, key)
