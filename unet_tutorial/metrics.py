@@ -52,21 +52,17 @@ def _label_maps(pred, truth):
 
 
 def confusion_matrix(pred, truth, n_classes=2):
-    """Pixel counts per (true class, predicted class).
+    """Pixel counts per (true class, predicted class): a (K, K) array, row = truth, column = prediction.
 
-    Taught in chapter 1 (Semantic segmentation); chapter 8 (Your own data and pretrained
+    ``pred`` and ``truth`` are class-index maps of one shape, labels 0..n_classes-1 (e.g. 0 = membrane,
+    1 = cell). Taught in chapter 1 (Semantic segmentation); chapter 8 (Your own data and pretrained
     encoders) uses it for several classes.
 
-    Parameters
-    ----------
-    pred, truth : array of int
-        Class-index maps of the same shape, labels 0..n_classes-1 (e.g. 0 = membrane, 1 = cell).
-    n_classes : int
-
-    Returns
-    -------
-    numpy.ndarray
-        (K, K) int64 counts; row = true class, column = predicted class.
+    Examples
+    --------
+    >>> confusion_matrix(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]))  # a membrane pixel called cell
+    array([[1, 1],
+           [0, 2]])
     """
     pred, truth = _label_maps(pred, truth)
     if min(pred.min(), truth.min()) < 0 or max(pred.max(), truth.max()) >= n_classes:
@@ -76,18 +72,9 @@ def confusion_matrix(pred, truth, n_classes=2):
 
 
 def pixel_accuracy(pred, truth):
-    """Fraction of pixels whose predicted class equals the true class.
+    """Fraction of pixels whose predicted class equals the true class (class-index maps of one shape).
 
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    pred, truth : array of int
-        Class-index maps of the same shape.
-
-    Returns
-    -------
-    float
 
     Examples
     --------
@@ -102,15 +89,6 @@ def pixel_error(pred, truth):
     """Fraction of misclassified pixels, ``1 - pixel_accuracy``: the ISBI 2012 challenge's pixel error.
 
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    pred, truth : array of int
-        Class-index maps of the same shape.
-
-    Returns
-    -------
-    float
     """
     return 1.0 - pixel_accuracy(pred, truth)
 
@@ -125,19 +103,8 @@ def _iou_and_dice(matrix):
 def iou(pred, truth, n_classes=2):
     """Intersection over union (Jaccard index) of every class, ``nan`` if absent from both maps.
 
-    ``|pred == c and truth == c| / |pred == c or truth == c|``.
-
+    ``|pred == c and truth == c| / |pred == c or truth == c|``; arguments as for :func:`confusion_matrix`.
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    pred, truth, n_classes
-        As for :func:`confusion_matrix`.
-
-    Returns
-    -------
-    numpy.ndarray
-        (K,) float64 IoU per class.
 
     Examples
     --------
@@ -150,19 +117,8 @@ def iou(pred, truth, n_classes=2):
 def dice(pred, truth, n_classes=2):
     """Dice coefficient (F1 score) of every class, ``nan`` if absent from both maps.
 
-    ``2 |pred == c and truth == c| / (|pred == c| + |truth == c|)``, which equals ``2 IoU / (1 + IoU)``.
-
-    Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    pred, truth, n_classes
-        As for :func:`confusion_matrix`.
-
-    Returns
-    -------
-    numpy.ndarray
-        (K,) float64 Dice per class.
+    ``2 |pred == c and truth == c| / (|pred == c| + |truth == c|)``, which equals ``2 IoU / (1 + IoU)``;
+    arguments as for :func:`confusion_matrix`. Taught in chapter 1 (Semantic segmentation).
 
     Examples
     --------
@@ -188,25 +144,13 @@ def _probabilities(model_or_probs, images, tiling_options):
 def evaluate_segmentation(model_or_probs, images, masks, threshold=0.5, **tiling_options):
     """Score every image and the whole stack: pixel error, IoU, Dice, V_Rand, V_Info.
 
-    Pixel scores use the cells ``prob > threshold``; V_Rand and V_Info the one threshold
-    :func:`unet_tutorial.challenge.isbi_scores` picks for the stack, as the challenge did.
+    ``model_or_probs`` is cell probabilities (``images`` None) or a U-Net, which
+    ``tiling.predict_tiled(model, image, **tiling_options)`` runs on ``images``; ``masks`` are 1 = cell,
+    0 = membrane; each (N, H, W) or a list of (H, W). Pixel scores use the cells ``prob > threshold``,
+    V_Rand and V_Info the one threshold :func:`unet_tutorial.challenge.isbi_scores` picks for the stack.
+    Returns one row per image (keys :data:`ROW_KEYS`), then the ``"stack"`` row: the means, NaNs skipped.
 
     Taught in chapter 3 (A mini U-Net) and chapter 5 (Training the U-Net).
-
-    Parameters
-    ----------
-    model_or_probs : keras.Model or array
-        A U-Net, run by ``tiling.predict_tiled(model, image, **tiling_options)``, or cell probabilities.
-    images, masks : array (N, H, W) or list of (H, W) arrays
-        Input images for the model (None with probability maps); true masks, 1 = cell, 0 = membrane.
-    threshold : float
-    **tiling_options
-        Passed on to ``predict_tiled`` (e.g. ``tta=True``).
-
-    Returns
-    -------
-    list of dict
-        One row per image (keys :data:`ROW_KEYS`), then the ``"stack"`` row: the means, NaNs skipped.
 
     Examples
     --------
@@ -234,18 +178,8 @@ def evaluate_segmentation(model_or_probs, images, masks, threshold=0.5, **tiling
 def format_table(rows, digits=4):
     """Plain-text table of result rows: a header, a dashed rule, then one line per row, aligned.
 
-    Taught in chapter 1 (Semantic segmentation) and used in the later chapters.
-
-    Parameters
-    ----------
-    rows : list of dict
-        Rows such as :func:`evaluate_segmentation` returns; the columns are all keys, first seen first.
-    digits : int
-        Decimals shown for floats.
-
-    Returns
-    -------
-    str
+    ``rows`` are dicts such as :func:`evaluate_segmentation` returns; the columns are all their keys, first
+    seen first; floats show ``digits`` decimals. Taught in chapter 1 (Semantic segmentation).
     """
     columns = list(dict.fromkeys(key for row in rows for key in row))
 
@@ -266,14 +200,8 @@ class DiceCoefficient(keras.metrics.Metric):
     A pixel's class is ``y_pred > threshold`` for a sigmoid output, the argmax for softmax; the
     result equals :func:`dice` on all pixels at once. ``sample_weight`` (B, H, W) weights the counts.
 
+    ``threshold`` is a sigmoid output's cell threshold, ``class_id`` the class scored (1 = cell).
     Taught in chapter 3 (A mini U-Net).
-
-    Parameters
-    ----------
-    threshold, class_id : float, int
-        Cell threshold of a sigmoid output; the class scored (1 = cell, 0 = membrane).
-    name, dtype : str
-        Name in the training log; dtype of the counts.
     """
 
     def __init__(self, threshold=0.5, class_id=1, name="dice", dtype=None):
@@ -308,19 +236,8 @@ def training_metrics(n_classes=1, threshold=0.5):
     """Fresh metrics for ``model.compile(metrics=...)``: ``accuracy``, an IoU and ``dice_cell``.
 
     A sigmoid output (``n_classes=1``) gets ``BinaryAccuracy``, ``BinaryIoU`` of the cells and
-    :class:`DiceCoefficient`; softmax ``SparseCategoricalAccuracy``, ``MeanIoU`` and the Dice of class 1.
-
-    Taught in chapter 3 (A mini U-Net).
-
-    Parameters
-    ----------
-    n_classes : int
-        Output channels of the model: 1 for sigmoid, K >= 2 for softmax.
-    threshold : float
-
-    Returns
-    -------
-    list of keras.metrics.Metric
+    :class:`DiceCoefficient`, cells being ``> threshold``; a softmax over ``n_classes`` >= 2 channels
+    ``SparseCategoricalAccuracy``, ``MeanIoU`` and the Dice of class 1. Taught in chapter 3 (A mini U-Net).
     """
     if n_classes == 1:
         accuracy = keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")
