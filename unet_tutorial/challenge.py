@@ -99,11 +99,9 @@ def _info_scores(mutual, h_pred, h_true):
 def segmentation_scores(pred_labels, truth_labels):
     """V_Rand and V_Info of two label images, scored on the true cells only.
 
-    Truth 0 (membrane) is not scored; a scored pixel with ``pred_labels == 0`` counts as
-    a segment of its own. Taught in chapter 1 (Semantic segmentation).
-
-    Returns a dict of ``v_rand``, ``v_info`` and their ``_split`` and ``_merge`` parts, in
-    [0, 1] (1 = perfect; ``nan`` without true cells).
+    Truth 0 (membrane) is not scored; a scored pixel with ``pred_labels == 0`` counts as a segment
+    of its own. Returns a dict of ``v_rand``, ``v_info`` and their ``_split`` and ``_merge`` parts, in
+    [0, 1] (1 = perfect; ``nan`` without true cells). Taught in chapter 1 (Semantic segmentation).
 
     Examples
     --------
@@ -267,24 +265,13 @@ def _in_order(value, wait, basin, before):
 def thinned_cell_labels(cells):
     """Label 4-connected cells and grow them over the membrane to one-pixel borders.
 
-    The cells flood the membrane (4-connected), so each membrane pixel joins its nearest
-    cell and a line labelled 0 stays where two cells meet: the "border thinning" of the
-    ISBI 2012 evaluation. The flood is Fiji's (``utils/WatershedTransform2D.java``, a
-    Vincent-Soille watershed on the binary image), pixel order and tie-breaks included,
-    so the dividing lines fall where the challenge's evaluation draws them.
+    The cells (``cells``: a 2-D bool mask, e.g. ``prob > 0.5``) flood the membrane, so each
+    membrane pixel joins its nearest cell and a line labelled 0 stays where two cells meet: the
+    "border thinning" of the ISBI 2012 evaluation, by Fiji's flood (``WatershedTransform2D.java``),
+    pixel order and tie-breaks included. Returns int32 labels 1..n; without any cell the whole image
+    is one basin (all 1), as in Fiji.
 
     Taught in chapter 1 (Semantic segmentation); chapter 6 (Weight maps) uses it too.
-
-    Parameters
-    ----------
-    cells : array of bool, 2-D
-        True where a cell is predicted (e.g. ``prob > 0.5``).
-
-    Returns
-    -------
-    numpy.ndarray
-        int32 labels 1..n of the cells, 0 on the dividing lines. With no cell at all the
-        flood has no source and the whole image is one basin (all 1), as in Fiji.
 
     Examples
     --------
@@ -316,14 +303,6 @@ def _slices(array, name):
     return slices
 
 
-def _check_probabilities(prob):
-    if not (np.all(np.isfinite(prob)) and prob.min() >= 0 and prob.max() <= 1):
-        raise ValueError(
-            "prob must be cell probabilities in [0, 1]; found values outside "
-            "(apply the sigmoid/softmax first, or rescale)."
-        )
-
-
 def _check_mask(mask):
     mask = _label_map(mask, "mask")
     if mask.size and (mask.min() < 0 or mask.max() > 1):
@@ -335,14 +314,12 @@ def _check_mask(mask):
 def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     """Best V_Rand and V_Info over the thresholds, one threshold for the whole stack.
 
-    For each threshold the cells ``prob > t`` of every slice are thinned and scored
-    against the true cells (mask 1 = cell); the slice scores are averaged and the best
-    average is reported, as the challenge did. ``prob`` is (H, W), (N, H, W) or a list of
-    slices. Taught in chapter 1 (Semantic segmentation).
-
-    Returns a dict: ``v_rand`` and its ``threshold``, ``v_info`` and its
-    ``threshold_info``, and the arrays ``thresholds``, ``v_rand_curve`` / ``v_info_curve``
-    (per threshold) and ``v_rand_slices`` / ``v_info_slices`` (per slice and threshold).
+    For each threshold the cells ``prob > t`` of every slice ((H, W), (N, H, W) or a list) are
+    thinned and scored against the true cells (mask 1 = cell); the best average over the slices is
+    reported, as the challenge did. Returns a dict: ``v_rand`` and its ``threshold``, ``v_info`` and
+    its ``threshold_info``, and the arrays ``thresholds``, ``v_rand_curve`` / ``v_info_curve`` (per
+    threshold) and ``v_rand_slices`` / ``v_info_slices`` (per slice and threshold).
+    Taught in chapter 1 (Semantic segmentation).
 
     Examples
     --------
@@ -357,8 +334,8 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
             f"prob and mask must have the same shape, (H, W) or (N, H, W); got "
             f"{[p.shape for p in probs][:3]} and {[m.shape for m in masks][:3]}."
         )
-    for p in probs:
-        _check_probabilities(p)
+    if not all(np.all(np.isfinite(p)) and p.min() >= 0 and p.max() <= 1 for p in probs):
+        raise ValueError("prob must be cell probabilities in [0, 1]; apply the sigmoid first, or rescale.")
     thresholds = np.asarray(thresholds, dtype=np.float64).ravel()
     if thresholds.size == 0 or np.any((thresholds < 0) | (thresholds > 1)):
         raise ValueError("thresholds must be a non-empty list of values in [0, 1].")
