@@ -160,22 +160,13 @@ def _spline_upsampler(n_out, grid):
 
 
 def displacement_field(shape, rng, grid=3, sigma=10.0):
-    """Random smooth displacement field of the U-Net paper's elastic deformation.
+    """Random smooth displacement field (dy, dx) of the U-Net paper's elastic deformation.
 
-    Displacements of a ``grid`` x ``grid`` lattice of nodes, drawn from N(0, sigma**2) pixels, zoomed
-    bicubically to every pixel: ``ndimage.zoom(nodes, (H / grid, W / grid), order=3, mode="mirror")``,
-    computed as ``rows @ nodes @ cols.T`` with cached matrices. Taught in chapter 2 (Augmentation).
-
-    Parameters
-    ----------
-    shape, rng : (H, W) of the image and a numpy.random.Generator
-    grid, sigma : int, float
-        Nodes per axis and their displacements' standard deviation (paper: 3 and 10 pixels).
-
-    Returns
-    -------
-    dy, dx : (H, W) arrays of float64
-        Output pixel p is read from input position p + (dy, dx)[p].
+    Displacements of a ``grid`` x ``grid`` lattice of nodes (paper: 3), drawn by ``rng`` from
+    N(0, sigma**2) pixels (paper: 10), zoomed bicubically to every pixel of ``shape`` (H, W):
+    ``ndimage.zoom(nodes, (H / grid, W / grid), order=3, mode="mirror")``, computed as
+    ``rows @ nodes @ cols.T`` with cached matrices. Output pixel p is read from input position
+    p + (dy, dx)[p]. Taught in chapter 2 (Augmentation).
 
     Examples
     --------
@@ -339,20 +330,14 @@ def random_transform(image, mask, rng, weights=None, **params):
     """Random augmentation, the same geometry for image, mask and weights.
 
     One resampling for the affine part and the elastic field together, then exact flips and quarter
-    turns, then grey values of the image only. Taught in chapter 2 (Augmentation).
+    turns, then grey values of the image only. Returns (image, mask[, weights]) in the input shapes
+    and dtypes. Taught in chapter 2 (Augmentation).
 
     Parameters
     ----------
-    image, mask, weights : (H, W[, C]) image, its (H, W) labels, optional (H, W) weight map
-        Resampled with spline ``image_order``, nearest neighbour and linearly; float images in [0, 1].
-    rng : numpy.random.Generator
-        Source of every random number: a seed reproduces the result.
-    **params
-        Names of ``DEFAULT_PARAMS`` (e.g. ``**PAPER_PARAMS``), explained in the module docstring.
-
-    Returns
-    -------
-    (image, mask[, weights]) : arrays of the input shapes and dtypes
+    image, mask, weights : (H, W[, C]) image (floats in [0, 1]), its (H, W) labels, optional (H, W) weights
+    rng : numpy.random.Generator, the source of every random number (a seed reproduces the result)
+    **params : names of ``DEFAULT_PARAMS`` (e.g. ``**PAPER_PARAMS``), explained in the module docstring
 
     Examples
     --------
