@@ -161,3 +161,187 @@ def test_quiet_tensorflow_logs_drops_tensorflow_lines_and_keeps_the_rest():
     assert "an ordinary error message" in result.stderr and "a Python warning" in result.stderr
     for dropped in ("oneDNN", "absl::InitializeLog", "To enable the following", "cuInit"):
         assert dropped not in result.stderr
+
+
+# ----------------------------------------------------------------------------- precision
+@pytest.mark.parametrize(
+    ("capability", "policy"),
+    [
+        ((7, 5), "mixed_float16"),
+        ((7, 0), "mixed_float16"),
+        ((8, 0), "mixed_bfloat16"),
+        ((9, 0), "mixed_bfloat16"),
+        ((6, 1), "float32"),
+    ],
+)
+def test_gpu_profile_trains_in_mixed_precision_where_the_gpu_has_tensor_cores(capability, policy):
+    assert runtime.precision_policy("gpu", capability) == policy
+    for name in ("cpu", "smoke"):
+        assert runtime.precision_policy(name, capability) == "float32"
+
+
+def test_no_gpu_means_float32(monkeypatch):
+    monkeypatch.setattr(runtime, "_gpu_compute_capability", lambda: None)
+    assert runtime.precision_policy("gpu") == "float32"
+
+
+def test_precision_applies_inside_only_and_keeps_loss_and_weights_float32():
+    import keras
+
+    from unet_tutorial import losses
+
+    before = keras.config.dtype_policy().name
+    with runtime.precision("gpu", compute_capability=(7, 5)) as policy:
+        model = models.mini_unet(input_shape=(None, None, 1), base_filters=2, seed=0)
+    assert policy == "mixed_float16" and keras.config.dtype_policy().name == before
+    assert model.get_layer("enc1_conv1").compute_dtype == "float16"
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    model.compile(optimizer="adam", loss=losses.PixelCrossEntropy(normalization="weights"))
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"  # float16 needs loss scaling
+    x = np.random.default_rng(0).random((1, 16, 16, 1), dtype=np.float32)
+    y, w = (x[..., 0] > 0.5).astype("float32"), np.full((1, 16, 16), 2.0, "float32")
+    prediction = model(x)
+    assert keras.backend.standardize_dtype(prediction.dtype) == "float32"  # the final activation
+    loss = losses.PixelCrossEntropy(normalization="weights")(y, prediction, sample_weight=w)
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+    with (
+        pytest.raises(RuntimeError, match="a failing cell"),
+        runtime.precision("gpu", compute_capability=(8, 6)),
+    ):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        raise RuntimeError("a failing cell")
+    assert keras.config.dtype_policy().name == before  # restored after an error too
+
+
+# ----------------------------------------------------------------------------- training time
+def test_forward_flops_counts_each_kind_of_layer_by_hand():
+    import keras
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3)(inputs)  # 6 x 6 x 4
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 6 x 6 x 4
+    x = keras.layers.Conv2DTranspose(3, 2, strides=2)(x)  # 12 x 12 x 3
+    x = keras.layers.Dense(5)(keras.layers.MaxPooling2D(2)(x))  # 6 x 6 x 5; pooling costs nothing
+    by_hand = 2 * (6 * 6 * 9 * 2 * 4 + 6 * 6 * 9 * 4 + 6 * 6 * 4 * 4 * 3 + 6 * 6 * 3 * 5)
+    assert runtime.forward_flops(keras.Model(inputs, x)) == by_hand
+
+
+def test_the_paper_network_flops_and_the_reference_throughput():
+    unet = models.unet(input_shape=(None, None, 1), base_filters=64, depth=4)
+    assert runtime.forward_flops(unet, 572) == runtime.PAPER_UNET_FORWARD_FLOPS
+    with pytest.raises(ValueError, match="input_size"):
+        runtime.forward_flops(unet)
+    # the reference network at the reference size reproduces the assumed throughput exactly
+    gpu = runtime.PROFILES["gpu"]
+    estimate = runtime.estimated_training_time(unet, gpu, steps=1009)
+    assert estimate.input_size == 572 and estimate.mixed
+    assert estimate.seconds == pytest.approx(1009 / (40.36 / 4))
+    float32 = runtime.estimated_training_time(
+        unet, dataclasses.replace(gpu, mixed_precision=False), steps=1009
+    )
+    assert float32.seconds == pytest.approx(1009 / (14.65 / 4))
+    batch_2 = runtime.estimated_training_time(unet, dataclasses.replace(gpu, batch_size=2), steps=1009)
+    assert batch_2.seconds == pytest.approx(2 * estimate.seconds)
+    line = str(estimate)
+    assert line.startswith(
+        "Training: 1,009 steps of 1 x 572x572 px, 0.90 TFLOP each, mixed precision: ≈ 2 min"
+    )
+    assert "(estimated: a Tesla T4 at 1/4 of the speed of a V100" in line and "40.36 images/s" in line
+
+
+def test_estimate_picks_the_input_size_of_the_network():
+    gpu = runtime.PROFILES["gpu"]
+    same = models.mini_unet(input_shape=(None, None, 1), base_filters=2)
+    assert runtime.estimated_training_time(same, gpu, steps=10).input_size == gpu.crop_size
+    fixed = models.mini_unet(input_shape=(64, 64, 1), base_filters=2)
+    assert runtime.estimated_training_time(fixed, gpu, steps=10).input_size == 64
+    with pytest.raises(ValueError, match="takes inputs of"):
+        runtime.forward_flops(fixed, 128)
+    with pytest.raises(ValueError, match="positive number of training steps"):
+        runtime.estimated_training_time(fixed, gpu, steps=0)
+
+
+def test_gpu_profile_trains_each_chapter_within_a_lesson_on_a_t4():
+    """At most about 12 minutes of training per chapter on a T4, by the stated assumption."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "course_timings.py"
+    spec = importlib.util.spec_from_file_location("course_timings", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    minutes = {stem: tool.estimate(stem).minutes for stem in tool.TRAINING}
+    assert set(minutes) == {
+        "03_mini_unet",
+        "05_unet_training",
+        "06_weight_maps",
+        "07_overlap_tile",
+        "08_own_data",
+    }
+    assert all(value <= 12 for value in minutes.values()), minutes
+    assert max(minutes.values()) > 8, minutes  # and the longest uses most of it
+
+
+# ----------------------------------------------------------------------------- Google Drive
+@pytest.fixture
+def colab(clean_env, tmp_path):
+    """A stand-in google.colab whose drive.mount creates MyDrive (``colab.refuse`` makes it fail)."""
+    import sys
+    import types
+
+    clean_env.delenv("UNET_TUTORIAL_CHECKPOINTS", raising=False)
+    clean_env.chdir(tmp_path)
+    clean_env.setattr(runtime, "DRIVE_MOUNTPOINT", tmp_path / "drive")
+    clean_env.setattr(runtime, "_drive_refused", [])
+    stand_in = types.SimpleNamespace(mounts=[], refuse=None)
+
+    def mount(mountpoint, **_):
+        stand_in.mounts.append(mountpoint)
+        if stand_in.refuse:
+            raise stand_in.refuse
+        (runtime.Path(mountpoint) / "MyDrive").mkdir(parents=True, exist_ok=True)
+
+    module = types.ModuleType("google.colab")
+    module.drive = types.SimpleNamespace(mount=mount)
+    clean_env.setitem(sys.modules, "google.colab", module)
+    assert runtime.in_colab()
+    return stand_in
+
+
+def test_colab_run_folders_go_to_drive_when_mounting_is_allowed(colab, tmp_path, capsys):
+    folder = runtime.checkpoint_dir("run-1")
+    assert folder == tmp_path / "drive" / "MyDrive" / "unet_tutorial" / "run-1" and folder.is_dir()
+    assert runtime.checkpoint_dir("run-2").parent == folder.parent
+    assert colab.mounts == [str(tmp_path / "drive")]  # asked once, then mounted
+    assert runtime.mount_drive() == tmp_path / "drive" / "MyDrive"
+    assert "WARNING" not in capsys.readouterr().out
+    assert runtime.checkpoint_dir("run-3", use_drive=False) == runtime.Path("checkpoints") / "run-3"
+
+
+def test_colab_run_folders_fall_back_to_the_disk_with_a_warning_when_drive_is_refused(
+    colab, tmp_path, capsys
+):
+    colab.refuse = ValueError("mount failed")  # what Colab raises when the dialog is declined
+    folder = runtime.checkpoint_dir("run-1")
+    assert folder == runtime.Path("checkpoints") / "run-1" and (tmp_path / folder).is_dir()
+    out = capsys.readouterr().out
+    assert "Google Drive is not mounted (ValueError: mount failed)" in out
+    assert "WARNING" in out and "A lost or ended Colab session loses it" in out
+    assert str(tmp_path / "checkpoints" / "run-1") in out
+    assert runtime.checkpoint_dir("run-2") == runtime.Path("checkpoints") / "run-2"
+    assert len(colab.mounts) == 1  # refused once: no dialog for every run folder
+    assert "WARNING" in capsys.readouterr().out  # but every run folder says where it is
+    with pytest.raises(RuntimeError, match="not mounted"):
+        runtime.checkpoint_dir("run-3", use_drive=True)
+    colab.refuse = TimeoutError("timed out waiting for authorization")
+    assert runtime.mount_drive() is None and len(colab.mounts) == 2  # mount_drive asks again
+    assert "TimeoutError: timed out" in capsys.readouterr().out
+    colab.refuse = None  # allowed on the second try
+    assert runtime.mount_drive() == tmp_path / "drive" / "MyDrive"
+    assert runtime.checkpoint_dir("run-4").parent == tmp_path / "drive" / "MyDrive" / "unet_tutorial"
+
+
+def test_notebook_runners_folder_wins_over_drive_in_colab(colab, clean_env, tmp_path):
+    clean_env.setenv("UNET_TUTORIAL_CHECKPOINTS", str(tmp_path / "auto"))
+    assert runtime.checkpoint_dir("run") == tmp_path / "auto" / "run"
+    assert colab.mounts == []  # no permission dialog in automated runs
