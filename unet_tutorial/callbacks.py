@@ -64,7 +64,6 @@ class LivePreview(keras.callbacks.Callback):
     ``image`` (scaled as in training) is predicted whole by ``predict(model, image)``, default overlap-tile;
     a smaller output crops it and its ``mask`` (or None). In a notebook the figure replaces the previous one
     in place; elsewhere it is written to ``path`` (a PNG) if given. ``title`` may hold ``{epoch}``.
-
     Taught in chapter 3 (A mini U-Net).
     """
 
@@ -104,7 +103,6 @@ class ValidationScores(keras.callbacks.Callback):
     whole (``predict(model, image)``, by default overlap-tile) and the stack is scored against ``masks`` as
     the challenge did: ``challenge.isbi_scores``, one threshold for all slices. Other epochs log NaN, which
     never counts as an improvement. ``training.train`` runs it before the callbacks that save.
-
     Taught in chapter 5 (Training the U-Net).
     """
 

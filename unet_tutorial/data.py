@@ -64,20 +64,11 @@ class Isbi2012:
 def load_isbi2012(data_dir=None, download=True) -> Isbi2012:
     """Load the ISBI 2012 stacks from the first folder holding all three, or download them.
 
-    The folders searched, in order, are listed in the module docstring.
+    ``data_dir`` holds the three ``.tif`` stacks, or is the parent of ``isbi2012/``; the other folders
+    searched are listed in the module docstring. With ``download`` the stacks are fetched into the cache
+    when no folder holds all three. Raises ``DataUnavailableError`` (nothing found or downloaded) or
+    ``CorruptFileError`` (a damaged stack, left untouched), whose message says what to do.
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    data_dir : str or os.PathLike, optional
-        Folder holding the three ``.tif`` stacks, or its parent holding ``isbi2012/``.
-    download : bool
-        Download the stacks missing from the cache when no folder holds all three.
-
-    Raises
-    ------
-    DataUnavailableError, CorruptFileError
-        Nothing found or downloaded, or a damaged stack (left untouched); the message says what to do.
     """
     folder = find_isbi2012(data_dir, download)  # tooling: the search and the download
     images, labels, test_images = (read_stack(folder / name) for name in ISBI2012_FILES)
@@ -87,16 +78,8 @@ def load_isbi2012(data_dir=None, download=True) -> Isbi2012:
 def split_isbi2012(dataset: Isbi2012, n_val: int = 5):
     """The book's fixed split: the last ``n_val`` slices are held out (25-29 of 0-29 by default).
 
+    Returns copies ``x_train, y_train, x_val, y_val``, so editing them leaves ``dataset`` unchanged.
     Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    dataset, n_val : Isbi2012 and the number of validation slices
-
-    Returns
-    -------
-    x_train, y_train, x_val, y_val : numpy.ndarray
-        Copies, so editing them leaves ``dataset`` unchanged.
     """
     n = len(dataset.train_images)
     if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or not 1 <= n_val < n:
@@ -109,18 +92,9 @@ def split_isbi2012(dataset: Isbi2012, n_val: int = 5):
 def load_isbi2012_or_synthetic(data_dir=None, download=True, n_synthetic=30, seed=0) -> Isbi2012:
     """Load ISBI 2012, or fall back to synthetic data, with a warning, so a chapter still runs.
 
-    Taught in chapter 1 (Semantic segmentation).
-
-    Parameters
-    ----------
-    data_dir, download : as for :func:`load_isbi2012`
-    n_synthetic, seed : int
-        Slices (512 x 512) and seed of :func:`unet_tutorial.synthetic.synthetic_membranes`.
-
-    Returns
-    -------
-    Isbi2012
-        Real data, or synthetic data whose ``note``, also issued as a warning, says why.
+    ``data_dir`` and ``download`` as for :func:`load_isbi2012`. The fallback is ``n_synthetic`` slices
+    (512 x 512) of :func:`unet_tutorial.synthetic.synthetic_membranes` with ``seed``; its ``note``, also
+    issued as the warning, says why. Taught in chapter 1 (Semantic segmentation).
     """
     try:
         return load_isbi2012(data_dir, download)

@@ -76,7 +76,6 @@ def show_images(images, titles=None, cmap="gray", ncols=None, size=3):
     ``images`` is a list of (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) images, a stack (N, H, W[, C]), or
     one (H, W) image: wrap one RGB image in a list. ``cmap`` colours one-channel images, drawn on fixed
     ranges for masks and uint8 images (module notes). ``titles``: one per image.
-
     Taught in chapter 1 (Semantic segmentation).
     """
     images = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)
@@ -133,7 +132,6 @@ def show_prediction(image, truth, prob, threshold=0.5, size=3):
     ``prob`` is (h, w) or (h, w, 1), the foreground's probability. ``image`` ((H, W) or (H, W, C)) and
     ``truth`` ((H, W), or None: no panel) are cropped to their centre of that size, since a valid U-Net's
     output is smaller than its input. Axes: "input", "truth", "probability", "prob > <threshold>".
-
     Taught in chapter 3 (A mini U-Net).
     """
     probability = _as_displayable(prob, "prob").astype(np.float64)

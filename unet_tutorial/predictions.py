@@ -93,14 +93,8 @@ def save_predictions(probs, folder, threshold=0.5, names=None, overwrite=False):
 
     The mask is 255 where ``prob > threshold`` and 0 elsewhere. ``probs`` is (H, W), (N, H, W) or
     (N, H, W, 1), or a list of (H, W) maps of any sizes; ``names`` are the file names' stems (default
-    ``000``, ``001``, ...). Nothing is written if a file exists and ``overwrite`` is False.
-
-    Taught in chapter 5 (Training the U-Net).
-
-    Returns
-    -------
-    list of pathlib.Path
-        The files written, probability map then mask for each name.
+    ``000``, ``001``, ...). Nothing is written if a file exists and ``overwrite`` is False. Returns the
+    paths written, probability map then mask for each name. Taught in chapter 5 (Training the U-Net).
     """
     from PIL import Image
 
@@ -112,13 +106,14 @@ def save_predictions(probs, folder, threshold=0.5, names=None, overwrite=False):
         raise ValueError(f"names must be plain file names, without folders: got {names}")
     binarize(maps[0], threshold)  # checks the threshold before anything is written
     pairs = prediction_paths(folder, names)
+    paths = [path for pair in pairs for path in pair]
     if not overwrite:
-        _refuse_existing([path for pair in pairs for path in pair])
+        _refuse_existing(paths)
     Path(folder).mkdir(parents=True, exist_ok=True)
     for prob, (prob_path, mask_path) in zip(maps, pairs):
         Image.fromarray(to_uint8(prob)).save(prob_path, format="PNG")
         Image.fromarray(binarize(prob, threshold).astype(np.uint8) * 255).save(mask_path, format="PNG")
-    return [path for pair in pairs for path in pair]
+    return paths
 
 
 def save_isbi_submission(probs, path, overwrite=False):

@@ -78,9 +78,7 @@ def mirror_window(image, top, left, height, width, pad_mode="symmetric"):
     """The ``height`` x ``width`` window at (``top``, ``left``) of the endlessly mirrored image.
 
     Only the window is built, wherever it lies. ``pad_mode`` as in ``np.pad``: "symmetric" repeats the
-    border pixel (``b a | a b``), "reflect" does not (``c b | a b c``).
-
-    Taught in chapter 2 (Augmentation).
+    border pixel (``b a | a b``), "reflect" does not (``c b | a b c``). Taught in chapter 2 (Augmentation).
 
     Examples
     --------
@@ -235,6 +233,7 @@ def predict_tiled(model, image, tile_size=None, batch_size=4, tta=False, *, pad_
 
     The paper's overlap-tile strategy: plan the tiles, cut them from the mirrored image, predict
     ``batch_size`` per call and stitch. A valid model's result equals one pass over the mirrored image.
+    Returns float32 (H, W) for a sigmoid model, (H, W, K) for a K-class softmax.
     Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Parameters
@@ -242,12 +241,7 @@ def predict_tiled(model, image, tile_size=None, batch_size=4, tta=False, *, pad_
     model : keras.Model with one image input and a sigmoid or softmax output
     image : (H, W) or (H, W, C) array; integers are scaled by :func:`unet_tutorial.data.to_float`
     tile_size, pad_mode : as in :func:`plan_tiles` and :func:`mirror_window`
-    batch_size : int
     tta : bool, the mean over the 8 views of :func:`dihedral_transforms` (test-time augmentation)
-
-    Returns
-    -------
-    float32 (H, W) for a sigmoid model, (H, W, K) for a K-class softmax
     """
     geometry = _geometry(model)
     image = _as_image(image, model.inputs[0].shape[-1])

@@ -41,7 +41,6 @@ import keras
 import numpy as np
 
 from unet_tutorial import files, model_files
-from unet_tutorial.dataset import SegmentationDataset
 
 __all__ = ["LAST", "BEST", "HISTORY", "STATE", "train", "read_state", "read_history", "plot_learning_curves"]
 
@@ -128,7 +127,6 @@ def train(
     ``best.keras`` (``"loss"`` without ``val_data``); ``mode``, "min" or "max", is needed for names the
     package does not know. A run found in ``run_dir`` is resumed if ``resume``, deleted if ``overwrite``,
     never replaced silently. Returns ``fit``'s History of this session (:func:`read_history` reads the run).
-
     Taught in chapter 5 (Training the U-Net).
     """
     if not getattr(model, "compiled", False):
@@ -147,8 +145,8 @@ def train(
         return history
     if resuming:
         print(f"Resuming {run_dir} after epoch {done} of {epochs}.")
-    if isinstance(train_data, SegmentationDataset):
-        train_data.set_epoch(done)  # its crops depend on the epoch: a resumed run draws new ones
+    if hasattr(train_data, "set_epoch"):  # a SegmentationDataset: a resumed run draws new crops
+        train_data.set_epoch(done)
     cbs = [*callbacks, _RunCheckpoints(run_dir, state), _HistoryLogger(run_dir / HISTORY, append=resuming)]
     return model.fit(
         train_data,
@@ -211,9 +209,8 @@ def read_state(run_dir):
 def read_history(source):
     """A run's history as ``{name: list of float}``, ``"epoch"`` counted from 1 and ``"NA"`` read as NaN.
 
-    ``source`` is what ``fit`` returns, a ``history.csv`` or the run folder holding one.
-
-    Taught in chapter 5 (Training the U-Net); chapter 9 (Results) reads the recipes' histories with it.
+    ``source`` is what ``fit`` returns, a ``history.csv`` or the run folder holding one. Taught in
+    chapter 5 (Training the U-Net); chapter 9 (Results) reads the recipes' histories with it.
 
     Examples
     --------
@@ -245,13 +242,7 @@ def plot_learning_curves(history_or_csv_path, keys=None):
     """Training (solid) and validation (dashed) curves of a :func:`read_history` source, a panel per name.
 
     ``keys`` (names without ``val_``) picks the panels, default all. A loss panel has a log scale when
-    its values span more than a factor of 10.
-
-    Taught in chapter 3 (A mini U-Net).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    its values span more than a factor of 10. Returns the figure. Taught in chapter 3 (A mini U-Net).
     """
     import matplotlib.pyplot as plt
 
@@ -260,8 +251,8 @@ def plot_learning_curves(history_or_csv_path, keys=None):
     if not epochs.size:
         raise ValueError("The history is empty: there is nothing to plot yet.")
     names = sorted({key.removeprefix("val_") for key, values in history.items() if np.isfinite(values).any()})
-    if keys is not None and set(keys) - set(names):
-        missing = [key for key in keys if key not in names]
+    missing = [key for key in keys or () if key not in names]
+    if missing:
         raise ValueError(f"No values for {missing} in the history; it has {names}.")
     names = names if keys is None else list(keys)
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
