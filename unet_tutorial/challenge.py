@@ -79,6 +79,14 @@ def _label_map(array, name):
     return array.astype(np.int64)
 
 
+def _label_maps(pred, truth):
+    """Two label maps of one image: :func:`_label_map` of each, and the same shape."""
+    pred, truth = _label_map(pred, "pred"), _label_map(truth, "truth")
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {pred.shape} and truth {truth.shape} differ in shape; pass maps of one image")
+    return pred, truth
+
+
 def _xlogx_sum(counts, total):
     """``sum(p * log p)`` for p = counts / total, zeros skipped."""
     p = counts[counts > 0] / total
@@ -110,10 +118,7 @@ def segmentation_scores(pred_labels, truth_labels):
     >>> round(scores["v_rand"], 4), scores["v_rand_split"], scores["v_rand_merge"], scores["v_info"]
     (0.6667, 1.0, 0.5, 0.0)
     """
-    pred = _label_map(pred_labels, "pred_labels")
-    truth = _label_map(truth_labels, "truth_labels")
-    if pred.shape != truth.shape:
-        raise ValueError(f"pred_labels {pred.shape} and truth_labels {truth.shape} differ in shape.")
+    pred, truth = _label_maps(pred_labels, truth_labels)
     if (pred.size and pred.min() < 0) or (truth.size and truth.min() < 0):
         raise ValueError("label images must be non-negative (0 = background/unassigned).")
     scored = truth > 0
@@ -130,20 +135,12 @@ def segmentation_scores(pred_labels, truth_labels):
     pair = table.data.astype(np.float64)
     true_sizes = np.asarray(table.sum(axis=1), dtype=np.float64).ravel()
     pred_sizes = np.asarray(table.sum(axis=0), dtype=np.float64).ravel()
-
     sum_pair2, sum_true2, sum_pred2 = pair @ pair, true_sizes @ true_sizes, pred_sizes @ pred_sizes
     n = pair.sum()
     h_true, h_pred = -_xlogx_sum(true_sizes, n), -_xlogx_sum(pred_sizes, n)
     mutual = max(h_true + h_pred + _xlogx_sum(pair, n), 0.0)  # rounding can leave -1e-16
-    v_info, v_info_split, v_info_merge = _info_scores(mutual, h_pred, h_true)
-    return {
-        "v_rand": float(2 * sum_pair2 / (sum_true2 + sum_pred2)),
-        "v_rand_split": float(sum_pair2 / sum_true2),
-        "v_rand_merge": float(sum_pair2 / sum_pred2),
-        "v_info": v_info,
-        "v_info_split": v_info_split,
-        "v_info_merge": v_info_merge,
-    }
+    v_rand = (2 * sum_pair2 / (sum_true2 + sum_pred2), sum_pair2 / sum_true2, sum_pair2 / sum_pred2)
+    return dict(zip(_SCORE_KEYS, [*map(float, v_rand), *_info_scores(mutual, h_pred, h_true)]))
 
 
 # Pixels in the flood: basins 1, 2, ..., lines 0, free membrane -1, and the queued pixels of

@@ -25,7 +25,7 @@ import numpy as np
 from keras import ops
 
 from . import challenge
-from .challenge import _label_map
+from .challenge import _label_maps
 from .losses import _pixel_weight_map, _prepare_labels
 
 __all__ = [
@@ -44,13 +44,6 @@ ROW_KEYS = ("image", "pixel_error", "iou_membrane", "iou_cell", "dice_cell", "v_
 
 
 # -------------------------------------------------------------- pixel scores
-def _label_maps(pred, truth):
-    pred, truth = _label_map(pred, "pred"), _label_map(truth, "truth")
-    if pred.shape != truth.shape:
-        raise ValueError(f"pred {pred.shape} and truth {truth.shape} differ in shape; pass maps of one image")
-    return pred, truth
-
-
 def confusion_matrix(pred, truth, n_classes=2):
     """Pixel counts per (true class, predicted class): a (K, K) array, row = truth, column = prediction.
 
