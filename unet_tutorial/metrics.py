@@ -26,7 +26,6 @@ from keras import ops
 
 from . import challenge
 from .challenge import _label_maps
-from .losses import _pixel_weight_map, _prepare_labels
 
 __all__ = [
     "DiceCoefficient",
@@ -191,10 +190,9 @@ class DiceCoefficient(keras.metrics.Metric):
     """Dice coefficient of one class, ``2 TP / (2 TP + FP + FN)`` counted over all batches of an epoch.
 
     A pixel's class is ``y_pred > threshold`` for a sigmoid output, the argmax for softmax; the
-    result equals :func:`dice` on all pixels at once. ``sample_weight`` (B, H, W) weights the counts.
-
-    ``threshold`` is a sigmoid output's cell threshold, ``class_id`` the class scored (1 = cell).
-    Taught in chapter 3 (A mini U-Net).
+    result equals :func:`dice` on all pixels at once. ``y_true`` holds class indices, (B, H, W) or
+    (B, H, W, 1), as ``dataset.SegmentationDataset`` yields them; ``sample_weight`` (B, H, W) weights
+    the counts. ``class_id`` is the class scored (1 = cell). Taught in chapter 3 (A mini U-Net).
     """
 
     def __init__(self, threshold=0.5, class_id=1, name="dice", dtype=None):
@@ -206,13 +204,13 @@ class DiceCoefficient(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-        labels, is_one_hot = _prepare_labels(y_true, y_pred)
         sigmoid = y_pred.shape[-1] == 1
         predicted = ops.greater(y_pred[..., 0], self.threshold) if sigmoid else ops.argmax(y_pred, axis=-1)
-        true_class = ops.argmax(labels, axis=-1) if is_one_hot else labels
+        shape = ops.shape(predicted)  # (B, H, W); labels and weights of another size fail to reshape
+        true_class = ops.reshape(ops.cast(y_true, "int32"), shape)
         is_predicted = ops.cast(ops.equal(ops.cast(predicted, "int32"), self.class_id), self.dtype)
-        is_true = ops.cast(ops.equal(ops.cast(true_class, "int32"), self.class_id), self.dtype)
-        weights = 1.0 if sample_weight is None else _pixel_weight_map(sample_weight, y_pred)
+        is_true = ops.cast(ops.equal(true_class, self.class_id), self.dtype)
+        weights = 1.0 if sample_weight is None else ops.reshape(ops.cast(sample_weight, self.dtype), shape)
         self.true_positives.assign_add(ops.sum(weights * is_predicted * is_true))
         self.false_positives.assign_add(ops.sum(weights * is_predicted * (1.0 - is_true)))
         self.false_negatives.assign_add(ops.sum(weights * (1.0 - is_predicted) * is_true))
