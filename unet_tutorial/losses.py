@@ -72,21 +72,13 @@ def pixel_cross_entropy(y_true, y_pred, from_logits=False):
     """Cross-entropy of every pixel, unreduced.
 
     A sigmoid output (last axis 1) gets ``-(y log p + (1 - y) log(1 - p))``, a softmax
-    output with K > 1 channels ``-log p[y]`` for the true class ``y``.
-
+    output with K > 1 channels ``-log p[y]`` for the true class ``y``. Returns a (B, H, W) tensor.
     Taught in chapter 6 (Weight maps).
 
     Parameters
     ----------
-    y_true : array or tensor
-        Class indices (B, H, W) or (B, H, W, 1), or one-hot labels (B, H, W, K) for softmax.
-    y_pred : array or tensor
-        Network output (B, H, W, 1) or (B, H, W, K): probabilities, or logits if ``from_logits``.
-    from_logits : bool
-
-    Returns
-    -------
-    tensor of per-pixel losses, shape (B, H, W)
+    y_true : class indices (B, H, W) or (B, H, W, 1), or one-hot labels (B, H, W, K) for softmax
+    y_pred : network output (B, H, W, 1) or (B, H, W, K): probabilities, or logits if ``from_logits``
     """
     y_pred = ops.convert_to_tensor(y_pred)
     labels, is_one_hot = _prepare_labels(y_true, y_pred)
@@ -102,14 +94,8 @@ def pixel_cross_entropy(y_true, y_pred, from_logits=False):
 class PixelCrossEntropy(keras.losses.Loss):
     """Per-pixel cross-entropy (:func:`pixel_cross_entropy`) weighted by ``sample_weight`` (paper, eq. 1).
 
-    Taught in chapter 6 (Weight maps).
-
-    Parameters
-    ----------
-    normalization : {"pixels", "weights"}
-        ``sum(w * l) / N`` (weights w, pixel losses l, N pixels; Keras' own) or ``sum(w * l) / sum(w)``.
-    from_logits : bool
-    name, dtype : str, optional
+    ``normalization`` is "pixels", ``sum(w * l) / N`` (weights w, pixel losses l, N pixels; Keras'
+    own), or "weights", ``sum(w * l) / sum(w)``. Taught in chapter 6 (Weight maps).
 
     Examples
     --------

@@ -204,22 +204,10 @@ def _restrict(term, instances, border_on):
 
 
 def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE, border_on="background"):
-    """The separation term w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) alone, the fast way.
+    """The separation term w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) alone, the fast way: float32 (H, W).
 
-    Within ``tol`` of the exact formula everywhere (proof in the module docstring).
-
-    Taught in chapter 6 (Weight maps).
-
-    Parameters
-    ----------
-    mask, w0, sigma, labels, border_on
-        As for :func:`weight_map`.
-    tol : float
-        Largest allowed absolute error, > 0.
-
-    Returns
-    -------
-    numpy.ndarray of float32, shape (H, W)
+    Within ``tol`` (> 0) of the exact formula everywhere (proof in the module docstring); the other
+    arguments as for :func:`weight_map`. Taught in chapter 6 (Weight maps).
 
     Examples
     --------
@@ -235,7 +223,7 @@ def border_term(mask, w0=10.0, sigma=5.0, labels="auto", tol=DEFAULT_TOLERANCE, 
 
 
 def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto", border_on="background"):
-    """The U-Net paper's weight map w(x) = w_c(x) + border term, the fast way (within 1e-4).
+    """The U-Net paper's weight map w(x) = w_c(x) + border term, float32 (H, W), the fast way (within 1e-4).
 
     Taught in chapter 6 (Weight maps).
 
@@ -251,10 +239,6 @@ def weight_map(mask, w0=10.0, sigma=5.0, class_weights="balanced", labels="auto"
         How to read ``mask``; "auto" reads values within {0, 1} or {0, 255} as binary.
     border_on : {"background", "everywhere"}
         Pixels that get the border term: background only (the paper's Fig. 3d) or all.
-
-    Returns
-    -------
-    numpy.ndarray of float32, shape (H, W)
     """
     instances = cell_instances(mask, labels)
     class_term = class_weight_map(instances, class_weights, labels="instance")
@@ -281,21 +265,10 @@ def weight_map_reference(
 def separation_border(instances, width=1):
     """Pixels where two different cells touch (the paper's HeLa case).
 
-    A pixel whose 3x3 neighbourhood holds two different cells is on the border. ``width=2`` marks
-    them all; ``width=1`` a cell pixel only when a neighbour has a *larger* label: one pixel thick,
-    and still no two cells left 4- or 8-adjacent.
-
-    Taught in chapter 6 (Weight maps).
-
-    Parameters
-    ----------
-    instances : array_like of int, shape (H, W)
-        Instance labels, 0 = background.
-    width : {1, 2}
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (H, W)
+    A pixel of ``instances`` (int labels (H, W), 0 = background) whose 3x3 neighbourhood holds two
+    different cells is on the border. ``width=2`` marks them all; ``width=1`` a cell pixel only when a
+    neighbour has a *larger* label: one pixel thick, and still no two cells left 4- or 8-adjacent.
+    Returns a bool (H, W) mask. Taught in chapter 6 (Weight maps).
     """
     if width not in (1, 2):
         raise ValueError(f"width must be 1 or 2, got {width!r}.")
