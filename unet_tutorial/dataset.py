@@ -47,12 +47,10 @@ class SegmentationDataset(keras.utils.PyDataset):
     Parameters
     ----------
     images, masks, weights : sequences of (H, W[, C]) images, their (H, W) labels and weight maps (optional)
-    input_size, output_size : int or (int, int)
-        E.g. 572 and 388 for the valid U-Net; ``output_size`` defaults to ``input_size``.
+    input_size, output_size : int or (int, int), e.g. 572 and 388 for the valid U-Net (None: input_size)
     batch_size, steps_per_epoch, seed, workers : int
     augment : dict of ``augment.random_transform`` parameters (``augment.PAPER_PARAMS``) or a function like it
-    binary : bool, optional
-        Float32 y = mask > 0, or int32 class indices (see the module docstring).
+    binary : bool, optional; float32 y = mask > 0, or int32 class indices (module docstring)
 
     Examples
     --------

@@ -257,10 +257,8 @@ def predict_tiled(model, image, tile_size=None, batch_size=4, tta=False, *, pad_
             result[top:bottom, left:right] = prob[top - r : bottom - r, left - q : right - q]
         return result
 
-    if tta:
-        result = sum(inverse(predict(forward(image))) for forward, inverse in dihedral_transforms()) / 8
-    else:
-        result = predict(image)
+    views = dihedral_transforms() if tta else dihedral_transforms()[:1]  # [:1]: the identity
+    result = sum(inverse(predict(forward(image))) for forward, inverse in views) / len(views)
     return result[..., 0] if result.shape[-1] == 1 else result
 
 
