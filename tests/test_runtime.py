@@ -213,6 +213,30 @@ def test_precision_applies_inside_only_and_keeps_loss_and_weights_float32():
     assert keras.config.dtype_policy().name == before  # restored after an error too
 
 
+@pytest.mark.parametrize("build", ["mini_unet", "pretrained_unet"])
+def test_in_float32_copies_a_mixed_precision_model_with_its_weights(build):
+    make = {
+        "mini_unet": lambda: models.mini_unet(input_shape=(None, None, 1), base_filters=2, seed=0),
+        "pretrained_unet": lambda: models.pretrained_unet((64, 64, 3), n_classes=3, weights=None, seed=0),
+    }[build]
+    with runtime.precision("gpu", compute_capability=(7, 5)):
+        mixed = make()
+    copy = runtime.in_float32(mixed)
+    layers = list(runtime._all_layers(copy))
+    assert len(layers) == len(list(runtime._all_layers(mixed)))
+    assert {layer.compute_dtype for layer in layers} == {"float32"}
+    assert "float16" in {layer.compute_dtype for layer in runtime._all_layers(mixed)}
+    assert (len(copy.trainable_weights), len(copy.non_trainable_weights)) == (
+        len(mixed.trainable_weights),
+        len(mixed.non_trainable_weights),
+    )  # a frozen encoder stays frozen
+    for ours, theirs in zip(copy.weights, mixed.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    x = np.random.default_rng(0).random((1, 64, 64, mixed.inputs[0].shape[-1]), dtype=np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.02)
+    assert runtime.in_float32(copy) is copy
+
+
 # ----------------------------------------------------------------------------- training time
 def test_forward_flops_counts_each_kind_of_layer_by_hand():
     import keras

@@ -33,6 +33,7 @@ __all__ = [
     "device_name",
     "precision_policy",
     "precision",
+    "in_float32",
     "SpeedAssumption",
     "T4_SPEED",
     "TrainingEstimate",
@@ -382,6 +383,56 @@ def precision(profile=None, compute_capability=None):
         yield policy
     finally:
         keras.config.set_dtype_policy(before)
+
+
+def in_float32(model):
+    """``model`` itself if it computes in float32, else a float32 copy with the same weights.
+
+    A model trained in mixed precision predicts in 16 bits, whose rounding depends on how
+    the work is cut up: the same pixel predicted in a tile of another size or in a batch of
+    another size can differ by about 1e-3. The chapters' checks that two ways of predicting
+    agree to 1e-5 therefore run on a float32 copy, which also predicts a little more
+    precisely. Nested models (a pretrained encoder) are copied too.
+
+    Used in chapter 3 (A mini U-Net) and the later training chapters, after training.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    keras.Model
+
+    Examples
+    --------
+    >>> import keras
+    >>> with precision("gpu", compute_capability=(7, 5)):
+    ...     inputs = keras.Input((4, 4, 1))
+    ...     mixed = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    >>> copy = in_float32(mixed)
+    >>> mixed.layers[-1].compute_dtype, copy.layers[-1].compute_dtype, in_float32(copy) is copy
+    ('float16', 'float32', True)
+    """
+    import keras
+
+    if all(layer.compute_dtype == "float32" for layer in _all_layers(model)):
+        return model
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    """The layers of a model and of the models nested in it."""
+    import keras
+
+    for layer in model.layers:
+        yield from _all_layers(layer) if isinstance(layer, keras.Model) else (layer,)
 
 
 # ----------------------------------------------------------------------------- training time
