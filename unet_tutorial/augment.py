@@ -145,6 +145,13 @@ def _check_params(params):
     return p
 
 
+def _check_grey_range(image, p):
+    """Grey-value changes work on a [0, 1] scale: float images must lie in it."""
+    grey = p["brightness"] or p["contrast"] or p["gamma"]
+    if grey and np.issubdtype(image.dtype, np.floating) and (image.min() < 0 or image.max() > 1):
+        raise ValueError("grey-value changes need float images in [0, 1] (or brightness=contrast=gamma=0).")
+
+
 def _check_rng(rng):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.default_rng(seed) Generator, got {type(rng).__name__}")
@@ -347,16 +354,20 @@ def random_transform(image, mask, rng, weights=None, **params):
            [6, 5, 4]], dtype=uint8)
     """
     _check_rng(rng)
-    p, image, shape = _check_params(params), np.asarray(image), np.shape(mask)
-    grey = p["brightness"] or p["contrast"] or p["gamma"]
-    if grey and np.issubdtype(image.dtype, np.floating) and (image.min() < 0 or image.max() > 1):
-        raise ValueError("grey-value changes need float images in [0, 1] (or brightness=contrast=gamma=0).")
+    p, image = _check_params(params), np.asarray(image)
+    _check_grey_range(image, p)
+    return _transform(image, mask, rng, weights, p=p)
+
+
+def _transform(image, mask, rng, weights=None, *, p):
+    """:func:`random_transform` with the parameters ``p`` that :func:`_check_params` returned."""
+    shape = np.shape(mask)
     matrix = _draw_affine(p, shape, rng)
     elastic = p["elastic"] and p["elastic_sigma"] > 0
     field = displacement_field(shape, rng, p["elastic_grid"], p["elastic_sigma"]) if elastic else None
     arrays = _warp(image, mask, weights, matrix, field, p["image_order"], p["fill_mode"])
     arrays = _flip_and_rotate(arrays, p, rng)
-    if grey:
+    if p["brightness"] or p["contrast"] or p["gamma"]:
         arrays[0] = _change_grey_values(arrays[0], p, rng)
     return tuple(arrays)
 

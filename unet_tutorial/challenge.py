@@ -121,6 +121,11 @@ def segmentation_scores(pred_labels, truth_labels):
     pred, truth = _label_maps(pred_labels, truth_labels)
     if (pred.size and pred.min() < 0) or (truth.size and truth.min() < 0):
         raise ValueError("label images must be non-negative (0 = background/unassigned).")
+    return _scores(pred, truth)
+
+
+def _scores(pred, truth):
+    """:func:`segmentation_scores` of integer label maps already checked: one shape, no negative label."""
     scored = truth > 0
     if not scored.any():
         return dict.fromkeys(_SCORE_KEYS, math.nan)
@@ -341,7 +346,7 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     for i, (p, m) in enumerate(zip(probs, masks)):
         truth = _connected_components(_check_mask(m), connectivity=1)
         for k, threshold in enumerate(thresholds):
-            scores = segmentation_scores(thinned_cell_labels(p > threshold), truth)
+            scores = _scores(thinned_cell_labels(p > threshold), truth)
             slices[:, i, k] = scores["v_rand"], scores["v_info"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns stay nan

@@ -81,9 +81,11 @@ class SegmentationDataset(keras.utils.PyDataset):
         _check_shapes(self.images, self.masks, self.output_size)
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         self.steps_per_epoch = steps_per_epoch or math.ceil(len(self.images) / batch_size)
-        if isinstance(augment, Mapping):
-            augmentation._check_params(augment)  # a wrong name or range fails here, not in fit
-            augment = functools.partial(augmentation.random_transform, **augment)
+        if isinstance(augment, Mapping):  # checked here, once, not for every sample in fit
+            params = augmentation._check_params(augment)
+            for image in self.images:
+                augmentation._check_grey_range(image, params)
+            augment = functools.partial(augmentation._transform, p=params)
         self.augment = augment
         labels = set(np.unique(np.concatenate([np.unique(mask) for mask in self.masks])).tolist())
         self.binary = bool(labels <= {0, 1} or labels <= {0, 255} if binary is None else binary)

@@ -59,6 +59,11 @@ def confusion_matrix(pred, truth, n_classes=2):
     pred, truth = _label_maps(pred, truth)
     if min(pred.min(), truth.min()) < 0 or max(pred.max(), truth.max()) >= n_classes:
         raise ValueError(f"labels must be class indices 0..{n_classes - 1}; for more classes pass n_classes.")
+    return _counts(pred, truth, n_classes)
+
+
+def _counts(pred, truth, n_classes):
+    """:func:`confusion_matrix` of integer class-index maps already checked."""
     counts = np.bincount(truth.ravel() * n_classes + pred.ravel(), minlength=n_classes**2)
     return counts.reshape(n_classes, n_classes)
 
@@ -157,7 +162,7 @@ def evaluate_segmentation(model_or_probs, images, masks, threshold=0.5, **tiling
     v_info = isbi["v_info_slices"][:, list(isbi["thresholds"]).index(isbi["threshold_info"])]
     rows = []
     for index, (prob, mask) in enumerate(zip(probs, masks)):
-        matrix = confusion_matrix((prob > threshold).astype(np.int64), mask)
+        matrix = _counts((prob > threshold).astype(np.int64), mask, 2)  # both checked 0/1 maps
         (iou_membrane, iou_cell), (_, dice_cell) = _iou_and_dice(matrix)
         error = 1.0 - np.trace(matrix) / matrix.sum()  # pixel_error(cells, mask)
         scores = [error, iou_membrane, iou_cell, dice_cell, v_rand[index], v_info[index]]
