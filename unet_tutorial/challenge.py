@@ -288,9 +288,14 @@ def thinned_cell_labels(cells):
     cells = np.asarray(cells, dtype=bool)
     if cells.ndim != 2:
         raise ValueError(f"cells must be a 2-D mask, got shape {cells.shape}.")
+    return _thin(cells)
+
+
+def _thin(cells):
+    """:func:`thinned_cell_labels` of a 2-D bool mask."""
     basins = _connected_components(cells, connectivity=1).astype(np.int32, copy=False)
     if basins.max() == 0:
-        return np.ones(cells.shape, np.int32)
+        return np.ones(cells.shape, np.int32)  # no source: one basin, as in Fiji
     return _flood(basins).astype(np.int32)
 
 
@@ -346,7 +351,7 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     for i, (p, m) in enumerate(zip(probs, masks)):
         truth = _connected_components(_check_mask(m), connectivity=1)
         for k, threshold in enumerate(thresholds):
-            scores = _scores(thinned_cell_labels(p > threshold), truth)
+            scores = _scores(_thin(p > threshold), truth)
             slices[:, i, k] = scores["v_rand"], scores["v_info"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns stay nan
