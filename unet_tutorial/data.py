@@ -20,14 +20,13 @@ alike, so a random split would put near-copies of validation slices into trainin
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .download import ISBI2012_FILES, CorruptFileError, find_isbi2012, read_stack
-from .synthetic import synthetic_membranes, synthetic_test_stack
+from .synthetic import synthetic_isbi2012
 
 __all__ = [
     "Isbi2012",
@@ -99,16 +98,7 @@ def load_isbi2012_or_synthetic(data_dir=None, download=True, n_synthetic=30, see
     try:
         return load_isbi2012(data_dir, download)
     except (FileNotFoundError, CorruptFileError) as error:
-        reason = str(error)
-    note = (
-        f"NOTE: the real ISBI 2012 data was unavailable, so this run uses {n_synthetic} SYNTHETIC "
-        f"EM-like slices (unet_tutorial.synthetic.synthetic_membranes, seed={seed}); figures and "
-        f"scores will differ from the book's.\nWhy:\n{reason}"
-    )
-    warnings.warn(note, stacklevel=2)
-    images, masks = synthetic_membranes(n_synthetic, 512, seed)
-    test_images = synthetic_test_stack(n_synthetic, 512, seed)
-    return Isbi2012(images, masks, test_images, source=None, is_synthetic=True, note=note)
+        return synthetic_isbi2012(n_synthetic, seed, why=str(error))  # tooling: it warns, saying why
 
 
 def to_float(images) -> np.ndarray:

@@ -7,11 +7,13 @@ The output is fixed by the seed; tests and chapters rely on it staying bit-ident
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["synthetic_membranes", "synthetic_test_stack"]
+__all__ = ["synthetic_isbi2012", "synthetic_membranes", "synthetic_test_stack"]
 
 
 def _smooth_field(rng, size, n_waves, max_cycles) -> np.ndarray:
@@ -162,3 +164,22 @@ def synthetic_test_stack(n: int, size: int = 512, seed: int = 0) -> np.ndarray:
     """
     _check_synthetic_args(n, size, seed)
     return _synthetic_stack(int(n), int(size), np.random.SeedSequence([int(seed), 0x7E57]))[0]
+
+
+def synthetic_isbi2012(n: int, seed: int, why: str):
+    """An :class:`unet_tutorial.data.Isbi2012` of ``n`` synthetic 512 x 512 slices, with a warning.
+
+    Not taught in a chapter; :func:`unet_tutorial.data.load_isbi2012_or_synthetic` falls back to it.
+    Its ``note``, also issued as the warning, says that the real data was unavailable and ``why``.
+    """
+    from unet_tutorial.data import Isbi2012  # here, not at the top: data imports this module
+
+    note = (
+        f"NOTE: the real ISBI 2012 data was unavailable, so this run uses {n} SYNTHETIC "
+        f"EM-like slices (unet_tutorial.synthetic.synthetic_membranes, seed={seed}); figures and "
+        f"scores will differ from the book's.\nWhy:\n{why}"
+    )
+    warnings.warn(note, stacklevel=3)
+    images, masks = synthetic_membranes(n, 512, seed)
+    test_images = synthetic_test_stack(n, 512, seed)
+    return Isbi2012(images, masks, test_images, source=None, is_synthetic=True, note=note)
