@@ -346,7 +346,6 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     thresholds = np.asarray(thresholds, dtype=np.float64).ravel()
     if thresholds.size == 0 or np.any((thresholds < 0) | (thresholds > 1)):
         raise ValueError("thresholds must be a non-empty list of values in [0, 1].")
-
     slices = np.empty((2, len(probs), thresholds.size))
     for i, (p, m) in enumerate(zip(probs, masks)):
         truth = _connected_components(_check_mask(m), connectivity=1)
@@ -356,10 +355,8 @@ def isbi_scores(prob, mask, thresholds=DEFAULT_THRESHOLDS):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns stay nan
         curves = np.nanmean(slices, axis=1)  # a slice without true cells is skipped
-    if np.all(np.isnan(curves)):
-        best_rand = best_info = 0  # no true cell anywhere: nothing to choose
-    else:
-        best_rand, best_info = (int(np.nanargmax(curve)) for curve in curves)
+    # The first best threshold; a NaN (no true cell at all) never wins, and all NaN gives the first.
+    best_rand, best_info = (int(np.argmax(np.nan_to_num(curve, nan=-1.0))) for curve in curves)
     return {
         "v_rand": float(curves[0, best_rand]),
         "threshold": float(thresholds[best_rand]),
