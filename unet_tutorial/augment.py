@@ -181,6 +181,11 @@ def displacement_field(shape, rng, grid=3, sigma=10.0):
     [(5, 7), (5, 7)]
     """
     _check_rng(rng)
+    return _field(shape, rng, grid, sigma)
+
+
+def _field(shape, rng, grid, sigma):
+    """:func:`displacement_field`, ``rng`` already checked."""
     nodes = rng.normal(0.0, sigma, size=(2, grid, grid))
     rows, cols = _spline_upsampler(int(shape[0]), grid), _spline_upsampler(int(shape[1]), grid)
     # @ cols.T as grid outer products summed in order (a tiny inner size: no BLAS threads)
@@ -364,7 +369,7 @@ def _transform(image, mask, rng, weights=None, *, p):
     shape = np.shape(mask)
     matrix = _draw_affine(p, shape, rng)
     elastic = p["elastic"] and p["elastic_sigma"] > 0
-    field = displacement_field(shape, rng, p["elastic_grid"], p["elastic_sigma"]) if elastic else None
+    field = _field(shape, rng, p["elastic_grid"], p["elastic_sigma"]) if elastic else None
     arrays = _warp(image, mask, weights, matrix, field, p["image_order"], p["fill_mode"])
     arrays = _flip_and_rotate(arrays, p, rng)
     if p["brightness"] or p["contrast"] or p["gamma"]:

@@ -49,12 +49,6 @@ def confusion_matrix(pred, truth, n_classes=2):
     ``pred`` and ``truth`` are class-index maps of one shape, labels 0..n_classes-1 (e.g. 0 = membrane,
     1 = cell). Taught in chapter 1 (Semantic segmentation); chapter 8 (Your own data and pretrained
     encoders) uses it for several classes.
-
-    Examples
-    --------
-    >>> confusion_matrix(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]))  # a membrane pixel called cell
-    array([[1, 1],
-           [0, 2]])
     """
     pred, truth = _label_maps(pred, truth)
     if min(pred.min(), truth.min()) < 0 or max(pred.max(), truth.max()) >= n_classes:
@@ -146,7 +140,6 @@ def evaluate_segmentation(model_or_probs, images, masks, threshold=0.5, **tiling
     0 = membrane; each (N, H, W) or a list of (H, W). Pixel scores use the cells ``prob > threshold``,
     V_Rand and V_Info the one threshold :func:`unet_tutorial.challenge.isbi_scores` picks for the stack.
     Returns one row per image (keys :data:`ROW_KEYS`), then the ``"stack"`` row: the means, NaNs skipped.
-
     Taught in chapter 3 (A mini U-Net) and chapter 5 (Training the U-Net).
 
     Examples

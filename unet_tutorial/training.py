@@ -198,8 +198,7 @@ def read_state(run_dir):
 
     Examples
     --------
-    >>> import tempfile
-    >>> read_state(tempfile.mkdtemp()) is None  # a folder without a run
+    >>> read_state("no/such/folder") is None  # a folder without a run
     True
     """
     path = Path(run_dir) / STATE
