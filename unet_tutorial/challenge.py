@@ -272,7 +272,6 @@ def thinned_cell_labels(cells):
     "border thinning" of the ISBI 2012 evaluation, by Fiji's flood (``WatershedTransform2D.java``),
     pixel order and tie-breaks included. Returns int32 labels 1..n; without any cell the whole image
     is one basin (all 1), as in Fiji.
-
     Taught in chapter 1 (Semantic segmentation); chapter 6 (Weight maps) uses it too.
 
     Examples

@@ -34,7 +34,6 @@ def activation_memory(model, tile_size, batch_size, dtype_bytes=4, training=True
     Activations: all layer outputs x ``dtype_bytes`` (4: float32, 2: mixed precision), twice for
     training (kept for the backward pass, whose gradients are as large). Parameters: 4 bytes each,
     four times for training with Adam (weights, gradients, two moments).
-
     Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Returns

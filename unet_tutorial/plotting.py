@@ -93,7 +93,6 @@ def overlay(image, mask, color=(1, 0, 0), alpha=0.4):
     ``image`` is (H, W), (H, W, 1) or (H, W, 3): integers are divided by their dtype's maximum, floats
     must lie in [0, 1]. The (H, W) ``mask`` tints where it is non-zero, or for floats in proportion to
     its value (e.g. probabilities). ``color`` is RGB from 0 to 1.
-
     Taught in chapter 1 (Semantic segmentation).
 
     Examples
@@ -187,7 +186,6 @@ def show_feature_maps(maps, n=8, ncols=4, size=2):
     """The first ``n`` channels of a layer's output, each stretched to its own range (scales differ).
 
     ``maps`` is (H, W, C), or (1, H, W, C) from ``model.predict`` of one image; axes: "channel 0", ...
-
     Taught in chapter 3 (A mini U-Net).
     """
     activations = np.asarray(maps)

@@ -122,7 +122,6 @@ def save_isbi_submission(probs, path, overwrite=False):
     A 32-bit float stack (N, H, W) in [0, 1], 1 = cell, 0 = membrane: the polarity the challenge's
     evaluation expects (module notes). For the challenge, ``probs`` predicts ``test-volume.tif``:
     (30, 512, 512). ``path`` ends in ``.tif``; its folder is created if missing.
-
     Taught in chapter 7 (Overlap-tile on Colab GPUs).
 
     Parameters

@@ -207,7 +207,6 @@ def plan_tiles(model, image_shape, tile_size=None):
     The default ``tile_size`` (int or (height, width)) is the model's fixed input size; else, for a
     valid model, the input of the paper's 388-pixel output (572 at depth 4), for a 'same' one 512;
     one tile covers a smaller image.
-
     Taught in chapter 7 (Overlap-tile on Colab GPUs), which draws the plan.
     """
     return _plan(_geometry(model), image_shape, tile_size)
@@ -267,7 +266,6 @@ def naive_tiled(model, image, tile_size=None, pad_mode="constant", batch_size=4)
 
     Output-sized blocks are padded on their own to an input tile (``np.pad``: zeros, or mirrored),
     predicted and put back. Arguments and result as in :func:`predict_tiled`.
-
     Taught in chapter 7 (Overlap-tile on Colab GPUs).
     """
     plan = plan_tiles(model, np.shape(image), tile_size)

@@ -98,7 +98,6 @@ def cell_instances(mask, labels="auto"):
     """The cells of a mask as an int64 instance label image (0 = background, 1..N = cells).
 
     ``mask`` and ``labels`` as for :func:`weight_map`.
-
     Taught in chapter 6 (Weight maps).
     """
     if labels not in ("auto", "binary", "instance"):
