@@ -161,6 +161,8 @@ def test_dataset_errors():
         dataset.SegmentationDataset(images, masks, 16, augment={"spin": 3})
     with pytest.raises(ValueError, match="contrast"):
         dataset.SegmentationDataset(images, masks, 16, augment=dict(contrast=1.5))
+    with pytest.raises(ValueError, match=r"float images in \[0, 1\]"):  # at once, not in fit
+        dataset.SegmentationDataset([np.full((32, 32), 2.0)] * 2, masks, 16, augment=augment.PAPER_PARAMS)
     with pytest.raises(ValueError, match=r"mask\[\.\.\., 0\]"):
         dataset.SegmentationDataset(images, [m[..., None] for m in masks], 16)
 
