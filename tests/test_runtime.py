@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from unet_tutorial import models, runtime
+from unet_tutorial import gpu, models, runtime
 
 
 @pytest.fixture
@@ -175,14 +175,14 @@ def test_quiet_tensorflow_logs_drops_tensorflow_lines_and_keeps_the_rest():
     ],
 )
 def test_gpu_profile_trains_in_mixed_precision_where_the_gpu_has_tensor_cores(capability, policy):
-    assert runtime.precision_policy("gpu", capability) == policy
+    assert gpu.precision_policy("gpu", capability) == policy
     for name in ("cpu", "smoke"):
-        assert runtime.precision_policy(name, capability) == "float32"
+        assert gpu.precision_policy(name, capability) == "float32"
 
 
 def test_no_gpu_means_float32(monkeypatch):
-    monkeypatch.setattr(runtime, "_gpu_compute_capability", lambda: None)
-    assert runtime.precision_policy("gpu") == "float32"
+    monkeypatch.setattr(gpu, "_gpu_compute_capability", lambda: None)
+    assert gpu.precision_policy("gpu") == "float32"
 
 
 def test_precision_applies_inside_only_and_keeps_loss_and_weights_float32():
@@ -191,7 +191,7 @@ def test_precision_applies_inside_only_and_keeps_loss_and_weights_float32():
     from unet_tutorial import losses
 
     before = keras.config.dtype_policy().name
-    with runtime.precision("gpu", compute_capability=(7, 5)) as policy:
+    with gpu.precision("gpu", compute_capability=(7, 5)) as policy:
         model = models.mini_unet(input_shape=(None, None, 1), base_filters=2, seed=0)
     assert policy == "mixed_float16" and keras.config.dtype_policy().name == before
     assert model.get_layer("enc1_conv1").compute_dtype == "float16"
@@ -206,7 +206,7 @@ def test_precision_applies_inside_only_and_keeps_loss_and_weights_float32():
     assert keras.backend.standardize_dtype(loss.dtype) == "float32"
     with (
         pytest.raises(RuntimeError, match="a failing cell"),
-        runtime.precision("gpu", compute_capability=(8, 6)),
+        gpu.precision("gpu", compute_capability=(8, 6)),
     ):
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
         raise RuntimeError("a failing cell")
@@ -219,13 +219,13 @@ def test_in_float32_copies_a_mixed_precision_model_with_its_weights(build):
         "mini_unet": lambda: models.mini_unet(input_shape=(None, None, 1), base_filters=2, seed=0),
         "pretrained_unet": lambda: models.pretrained_unet((64, 64, 3), n_classes=3, weights=None, seed=0),
     }[build]
-    with runtime.precision("gpu", compute_capability=(7, 5)):
+    with gpu.precision("gpu", compute_capability=(7, 5)):
         mixed = make()
-    copy = runtime.in_float32(mixed)
-    layers = list(runtime._all_layers(copy))
-    assert len(layers) == len(list(runtime._all_layers(mixed)))
+    copy = gpu.in_float32(mixed)
+    layers = list(gpu._all_layers(copy))
+    assert len(layers) == len(list(gpu._all_layers(mixed)))
     assert {layer.compute_dtype for layer in layers} == {"float32"}
-    assert "float16" in {layer.compute_dtype for layer in runtime._all_layers(mixed)}
+    assert "float16" in {layer.compute_dtype for layer in gpu._all_layers(mixed)}
     assert (len(copy.trainable_weights), len(copy.non_trainable_weights)) == (
         len(mixed.trainable_weights),
         len(mixed.non_trainable_weights),
@@ -234,7 +234,7 @@ def test_in_float32_copies_a_mixed_precision_model_with_its_weights(build):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
     x = np.random.default_rng(0).random((1, 64, 64, mixed.inputs[0].shape[-1]), dtype=np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.02)
-    assert runtime.in_float32(copy) is copy
+    assert gpu.in_float32(copy) is copy
 
 
 # ----------------------------------------------------------------------------- training time
@@ -247,24 +247,24 @@ def test_forward_flops_counts_each_kind_of_layer_by_hand():
     x = keras.layers.Conv2DTranspose(3, 2, strides=2)(x)  # 12 x 12 x 3
     x = keras.layers.Dense(5)(keras.layers.MaxPooling2D(2)(x))  # 6 x 6 x 5; pooling costs nothing
     by_hand = 2 * (6 * 6 * 9 * 2 * 4 + 6 * 6 * 9 * 4 + 6 * 6 * 4 * 4 * 3 + 6 * 6 * 3 * 5)
-    assert runtime.forward_flops(keras.Model(inputs, x)) == by_hand
+    assert gpu.forward_flops(keras.Model(inputs, x)) == by_hand
 
 
 def test_the_paper_network_flops_and_the_reference_throughput():
     unet = models.unet(input_shape=(None, None, 1), base_filters=64, depth=4)
-    assert runtime.forward_flops(unet, 572) == runtime.PAPER_UNET_FORWARD_FLOPS
+    assert gpu.forward_flops(unet, 572) == gpu.PAPER_UNET_FORWARD_FLOPS
     with pytest.raises(ValueError, match="input_size"):
-        runtime.forward_flops(unet)
+        gpu.forward_flops(unet)
     # the reference network at the reference size reproduces the assumed throughput exactly
-    gpu = runtime.PROFILES["gpu"]
-    estimate = runtime.estimated_training_time(unet, gpu, steps=1009)
+    gpu_profile = runtime.PROFILES["gpu"]
+    estimate = gpu.estimated_training_time(unet, gpu_profile, steps=1009)
     assert estimate.input_size == 572 and estimate.mixed
     assert estimate.seconds == pytest.approx(1009 / (40.36 / 4))
-    float32 = runtime.estimated_training_time(
-        unet, dataclasses.replace(gpu, mixed_precision=False), steps=1009
+    float32 = gpu.estimated_training_time(
+        unet, dataclasses.replace(gpu_profile, mixed_precision=False), steps=1009
     )
     assert float32.seconds == pytest.approx(1009 / (14.65 / 4))
-    batch_2 = runtime.estimated_training_time(unet, dataclasses.replace(gpu, batch_size=2), steps=1009)
+    batch_2 = gpu.estimated_training_time(unet, dataclasses.replace(gpu_profile, batch_size=2), steps=1009)
     assert batch_2.seconds == pytest.approx(2 * estimate.seconds)
     line = str(estimate)
     assert line.startswith(
@@ -274,15 +274,15 @@ def test_the_paper_network_flops_and_the_reference_throughput():
 
 
 def test_estimate_picks_the_input_size_of_the_network():
-    gpu = runtime.PROFILES["gpu"]
+    gpu_profile = runtime.PROFILES["gpu"]
     same = models.mini_unet(input_shape=(None, None, 1), base_filters=2)
-    assert runtime.estimated_training_time(same, gpu, steps=10).input_size == gpu.crop_size
+    assert gpu.estimated_training_time(same, gpu_profile, steps=10).input_size == gpu_profile.crop_size
     fixed = models.mini_unet(input_shape=(64, 64, 1), base_filters=2)
-    assert runtime.estimated_training_time(fixed, gpu, steps=10).input_size == 64
+    assert gpu.estimated_training_time(fixed, gpu_profile, steps=10).input_size == 64
     with pytest.raises(ValueError, match="takes inputs of"):
-        runtime.forward_flops(fixed, 128)
+        gpu.forward_flops(fixed, 128)
     with pytest.raises(ValueError, match="positive number of training steps"):
-        runtime.estimated_training_time(fixed, gpu, steps=0)
+        gpu.estimated_training_time(fixed, gpu_profile, steps=0)
 
 
 def test_gpu_profile_trains_each_chapter_within_a_lesson_on_a_t4():

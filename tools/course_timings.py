@@ -5,8 +5,8 @@ profile on <device>." This tool reads that line from each notebook listed in _to
 and rewrites the table between the markers in book/course_plan.md, so the page only
 shows times that a real run printed, with one exception: until a `gpu` run of a
 training chapter is stored, its `gpu` cell shows the training time on a Colab T4
-estimated by ``runtime.estimated_training_time`` (FLOP counts and the throughput
-assumption ``runtime.T4_SPEED``), marked "estimated". :data:`TRAINING` says what each
+estimated by ``gpu.estimated_training_time`` (FLOP counts and the throughput
+assumption ``gpu.T4_SPEED``), marked "estimated". :data:`TRAINING` says what each
 training chapter trains; keep it in step with the chapters' training cells.
 
     python tools/course_timings.py          # rewrite book/course_plan.md
@@ -103,24 +103,24 @@ def stored_run(path):
 
 @functools.cache
 def estimate(stem, profile_name="gpu"):
-    """``runtime.TrainingEstimate`` of a training chapter (a file stem of TRAINING), or None."""
-    from unet_tutorial import runtime
+    """``gpu.TrainingEstimate`` of a training chapter (a file stem of TRAINING), or None."""
+    from unet_tutorial import gpu, runtime
 
     if stem not in TRAINING:
         return None
     build, steps = TRAINING[stem]
     profile = runtime.PROFILES[profile_name]
-    return runtime.estimated_training_time(build(profile), profile, steps=steps(profile))
+    return gpu.estimated_training_time(build(profile), profile, steps=steps(profile))
 
 
 def estimated_cell(stem):
     """``"≈ 10 min (estimated: ...)"`` for a training chapter, else NOT_MEASURED."""
-    from unet_tutorial import runtime
+    from unet_tutorial import gpu
 
     guess = estimate(stem)
     if guess is None:
         return NOT_MEASURED
-    share = fractions.Fraction(runtime.T4_SPEED.fraction).limit_denominator(10)
+    share = fractions.Fraction(gpu.T4_SPEED.fraction).limit_denominator(10)
     return f"{guess.approx()} ({ESTIMATED.format(share=share)})"
 
 
@@ -137,13 +137,13 @@ def table():
 
 def note():
     """The paragraph under the table that states the assumption behind the estimates."""
-    from unet_tutorial import runtime
+    from unet_tutorial import gpu
 
     return (
         "The `gpu` times marked estimated are not measurements. They count the FLOPs of the\n"
         "training steps of each chapter's `gpu` profile, leaving out validation, scoring and\n"
         "saving, and assume "
-        f"{runtime.T4_SPEED.describe(mixed=True)}.\n"
+        f"{gpu.T4_SPEED.describe(mixed=True)}.\n"
         "Small networks, such as chapter 8's, take longer than their FLOPs say. A measured\n"
         "`gpu` run of a chapter replaces its estimate."
     )
