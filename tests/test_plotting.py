@@ -145,7 +145,11 @@ def test_show_prediction_panels_and_thresholded_mask():
     prob = rng.random((6, 6))
     truth = (rng.random((6, 6)) > 0.5).astype(np.uint8)
     fig = plotting.show_prediction(rng.random((6, 6)), truth, prob, threshold=0.3)
-    assert [ax.get_title() for ax in fig.axes] == ["input", "truth", "probability", "prob > 0.3"]
+    *panels, colour_bar = fig.axes  # the probability panel's colour bar comes last
+    assert [ax.get_title() for ax in panels] == ["input", "truth", "probability", "prob > 0.3"]
+    assert (
+        colour_bar.get_ylim() == (0, 1) and fig.axes[2].images[0].get_cmap().name == plotting.PROBABILITY_CMAP
+    )
     np.testing.assert_allclose(drawn(fig.axes[2]), prob)
     np.testing.assert_array_equal(drawn(fig.axes[3]), (prob > 0.3).astype(np.uint8))
     assert fig.axes[2].images[0].get_clim() == (0, 1)
@@ -155,7 +159,7 @@ def test_show_prediction_crops_larger_input_and_drops_missing_truth():
     image = np.arange(100, dtype=np.float64).reshape(10, 10) / 100
     prob = np.full((6, 6, 1), 0.9)
     fig = plotting.show_prediction(image, None, prob)
-    assert [ax.get_title() for ax in fig.axes] == ["input", "probability", "prob > 0.5"]
+    assert [ax.get_title() for ax in fig.axes[:-1]] == ["input", "probability", "prob > 0.5"]
     np.testing.assert_allclose(drawn(fig.axes[0]), image[2:8, 2:8])
     assert drawn(fig.axes[2]).all()
 

@@ -26,7 +26,10 @@ import numpy as np
 
 from unet_tutorial import tiling
 
-__all__ = ["show_images", "overlay", "show_prediction", "show_field", "show_feature_maps"]
+__all__ = ["PROBABILITY_CMAP", "show_images", "overlay", "show_prediction", "show_field", "show_feature_maps"]
+
+#: The one colour map of probability maps in the book: 0 black, 1 pale yellow.
+PROBABILITY_CMAP = "magma"
 
 
 def _new_figure(width, height):
@@ -128,9 +131,8 @@ def _as_unit_float(array, what):
 def show_prediction(image, truth, prob, threshold=0.5, size=3):
     """Input, truth, predicted probability and its mask ``prob > threshold``, side by side.
 
-    ``prob`` is (h, w) or (h, w, 1), the foreground's probability. ``image`` ((H, W) or (H, W, C)) and
-    ``truth`` ((H, W), or None: no panel) are cropped to their centre of that size, since a valid U-Net's
-    output is smaller than its input. Axes: "input", "truth", "probability", "prob > <threshold>".
+    ``prob`` ((h, w) or (h, w, 1), the foreground's probability) is drawn in :data:`PROBABILITY_CMAP` with a
+    colour bar; ``image`` and ``truth`` (None: no panel) are cropped to its size, a valid U-Net's output.
     Taught in chapter 3 (A mini U-Net).
     """
     probability = _as_displayable(prob, "prob").astype(np.float64)
@@ -143,9 +145,11 @@ def show_prediction(image, truth, prob, threshold=0.5, size=3):
         if title == "input" or array is not None:
             array = tiling.center_crop(_as_displayable(array, what), probability.shape)
             panels.append((title, array, "gray", _grey_limits(array)))
-    panels.append(("probability", probability, "magma", (0, 1)))
+    panels.append(("probability", probability, PROBABILITY_CMAP, (0, 1)))
     panels.append((f"prob > {threshold:g}", probability > threshold, "gray", (0, 1)))
-    return _show(panels, len(panels), size)
+    figure = _show(panels, len(panels), size)
+    figure.colorbar(figure.axes[-2].images[0], ax=figure.axes[-2], fraction=0.046, pad=0.04)  # probability
+    return figure
 
 
 def show_field(dy, dx, step=16, image=None, size=5):
