@@ -271,6 +271,9 @@ def test_the_paper_network_flops_and_the_reference_throughput():
         "Training: 1,009 steps of 1 x 572x572 px, 0.90 TFLOP each, mixed precision: ≈ 2 min"
     )
     assert "(estimated: a Tesla T4 at 1/4 of the speed of a V100" in line and "40.36 images/s" in line
+    # 40.36 / 4 tiles a second: 100 steps take 9.9 s, 5 steps half a second
+    assert gpu.estimated_training_time(unet, gpu_profile, steps=100).approx() == "≈ 10 s"
+    assert gpu.estimated_training_time(unet, gpu_profile, steps=5).approx() == "< 1 s"
 
 
 def test_estimate_picks_the_input_size_of_the_network():

@@ -283,8 +283,10 @@ class TrainingEstimate:
         return self.seconds / 60
 
     def approx(self):
-        """``"≈ 11 min"``; a decimal below one minute (``"≈ 0.3 min"``)."""
-        return f"≈ {self.minutes:.0f} min" if self.minutes >= 1 else f"≈ {self.minutes:.1f} min"
+        """``"≈ 11 min"``; seconds below one minute (``"≈ 18 s"``), and ``"< 1 s"``."""
+        if self.minutes >= 1:
+            return f"≈ {self.minutes:.0f} min"
+        return f"≈ {self.seconds:.0f} s" if self.seconds >= 1 else "< 1 s"
 
     def __str__(self):
         size, precision = self.input_size, "mixed precision" if self.mixed else "float32"
