@@ -1,4 +1,6 @@
-"""Test masks shared by several test modules (imported by name: pytest puts tests/ on the path).
+"""Test masks and augmentation settings shared by several test modules.
+
+Imported by name: pytest puts tests/ on the path.
 
 Not a conftest.py: ``--doctest-modules`` would import it as ``conftest`` beside
 notebooks/conftest.py, and the two names clash.."""
@@ -32,3 +34,17 @@ def _realistic_mask():
 def realistic_mask():
     """A 192x192 ISBI label (1 = cell interior) if UNET_TUTORIAL_DATA is set, else blobs."""
     return _realistic_mask().copy()
+
+
+#: Every geometric transform of ``augment.random_transform`` at once, at strong settings.
+ALL_GEOMETRY = dict(
+    rotation_range=30,
+    width_shift_range=0.1,
+    height_shift_range=0.1,
+    shear_range=10,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    vertical_flip=True,
+    rot90=True,
+    elastic=True,
+)

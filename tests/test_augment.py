@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from masks import ALL_GEOMETRY
 from masks import make_blob_mask as blob_mask
 from masks import realistic_mask as load_realistic_mask
 from scipy import ndimage
@@ -18,17 +19,7 @@ TRANSFORMS = {
     "rot90": dict(rot90=True),
     "elastic": dict(elastic=True),
     "legacy": dict(augment.LEGACY_PARAMS),
-    "all": dict(
-        rotation_range=30,
-        width_shift_range=0.1,
-        height_shift_range=0.1,
-        shear_range=10,
-        zoom_range=0.2,
-        horizontal_flip=True,
-        vertical_flip=True,
-        rot90=True,
-        elastic=True,
-    ),
+    "all": dict(ALL_GEOMETRY),
 }
 SEEDS = (0, 1, 2)
 

@@ -2,22 +2,11 @@
 
 import numpy as np
 import pytest
+from masks import ALL_GEOMETRY
 from masks import make_blob_mask as blob_mask
 from masks import realistic_mask as load_realistic_mask
 
 from unet_tutorial import augment, dataset, tiling
-
-ALL_GEOMETRY = dict(
-    rotation_range=30,
-    width_shift_range=0.1,
-    height_shift_range=0.1,
-    shear_range=10,
-    zoom_range=0.2,
-    horizontal_flip=True,
-    vertical_flip=True,
-    rot90=True,
-    elastic=True,
-)
 
 
 def coordinate_images(n=3, size=40):
