@@ -3,7 +3,7 @@
 Imported by name: pytest puts tests/ on the path.
 
 Not a conftest.py: ``--doctest-modules`` would import it as ``conftest`` beside
-notebooks/conftest.py, and the two names clash.."""
+notebooks/conftest.py, and the two names clash."""
 
 import functools
 import os
